@@ -1,0 +1,193 @@
+"""T2VLAD (Wang, Zhu, Yang, CVPR 2021): composes the text encoder, video encoder, cross-modal VLAD and
+global alignment into a dual encoder.
+
+Vocabulary: B batch, L text tokens, H text-encoder width, E experts, M video tokens, D common width,
+K clusters, G ghost clusters; N_t / N_v texts / videos in a retrieval gallery.
+
+    text  (B, L, H) --proj--> (B, L, D) --VLAD--> t (B, K*D) --GEU_e, softmax--> F^text (B, E, D), w (B, E)
+    video experts --VideoEncoder--> tokens (B, M, D) --VLAD--> v (B, K*D);  global F^video (B, E, D)
+    s = (s_local + s_global) / 2,  s_local = <t, v>,  s_global = eq. (4)
+
+Nothing mixes text and video before the last dot products, so ``similarity(encode_text(...),
+encode_video(...))`` over embeddings cached once per side equals the paired ``forward`` (eval mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .alignment import GlobalTextHead, global_similarity, local_similarity
+from .batch import TextBatch, VideoBatch
+from .video import VideoEncoder
+from .vlad import CrossModalVLAD
+
+__all__ = ["ModelConfig", "T2VLAD", "TextEmbeddings", "VideoEmbeddings"]
+
+
+@dataclass
+class ModelConfig:
+    """Everything that shapes the model's parameters and its similarity.
+
+    expert_dims: expert name -> D_e (order = E). text_dim: H of the text encoder.
+    dim: D (768 in the paper). num_clusters: K (9 MSRVTT/LSMDC, 16 ActivityNet). ghost_clusters: G (1).
+    heads, dropout, attention_layers: the video self-attention (4, 0.1, 1 in the paper).
+    sharing: "shared" | "separate" | "text_only" (Table 5). assignment: "batchnorm" | "bias".
+    use_local / use_global: the similarity terms used in training (Table 4 "global-only training" is
+    use_local=False); eval_use_local / eval_use_global: the terms used at test time, None = as in
+    training (Table 4 "w/o global alignment at test time" is eval_use_global=False).
+    text_proj: a Linear(H -> D) on the text tokens (needed when H != D or the encoder is frozen; the
+    paper fine-tunes BERT with H = D = 768 and has none).
+    """
+
+    expert_dims: dict[str, int] = field(default_factory=dict)
+    text_dim: int = 768
+    dim: int = 768
+    num_clusters: int = 9
+    ghost_clusters: int = 1
+    heads: int = 4
+    dropout: float = 0.1
+    attention_layers: int = 1
+    sharing: str = "shared"
+    assignment: str = "batchnorm"
+    use_local: bool = True
+    use_global: bool = True
+    eval_use_local: bool | None = None
+    eval_use_global: bool | None = None
+    text_proj: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.expert_dims:
+            raise ValueError("ModelConfig: expert_dims is empty; give expert name -> feature width")
+        if not (self.use_local or self.use_global):
+            raise ValueError("ModelConfig: use_local and use_global are both False: no similarity left")
+        if self.eval_terms() == (False, False):
+            raise ValueError("ModelConfig: eval_use_local and eval_use_global are both False")
+        if not self.text_proj and self.text_dim != self.dim:
+            raise ValueError(f"ModelConfig: text_proj=False needs text_dim == dim, got {self.text_dim} != {self.dim}")
+
+    def eval_terms(self) -> tuple[bool, bool]:
+        """(local, global) used at test time."""
+        loc = self.use_local if self.eval_use_local is None else self.eval_use_local
+        glo = self.use_global if self.eval_use_global is None else self.eval_use_global
+        return loc, glo
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TextEmbeddings:
+    """Per-caption embeddings: local (N_t, K*D) VLAD vector, global_feats (N_t, E, D), weights (N_t, E)."""
+
+    local: torch.Tensor
+    global_feats: torch.Tensor
+    weights: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.local.shape[0]
+
+
+@dataclass
+class VideoEmbeddings:
+    """Per-video embeddings: local (N_v, K*D), global_feats (N_v, E, D), available (N_v, E) bool."""
+
+    local: torch.Tensor
+    global_feats: torch.Tensor
+    available: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.local.shape[0]
+
+
+def _cat(items: list, cls):
+    return cls(*[torch.cat([getattr(x, f) for x in items]) for f in cls.__dataclass_fields__])
+
+
+class T2VLAD(nn.Module):
+    """The full model. ``text_encoder`` is optional: without it, :class:`TextBatch` must carry cached
+    token states (frozen-encoder training).
+
+    Args:
+        config: :class:`ModelConfig`.
+        text_encoder: a module with ``forward(input_ids (B, L), attention_mask (B, L)) -> (states
+            (B, L, H), mask (B, L))`` and ``hidden_size == config.text_dim`` (see ``t2vlad_lib.text``).
+    """
+
+    def __init__(self, config: ModelConfig, text_encoder: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        c = config
+        if text_encoder is not None and getattr(text_encoder, "hidden_size", c.text_dim) != c.text_dim:
+            raise ValueError(f"text encoder width {text_encoder.hidden_size} != config.text_dim {c.text_dim}")
+        self.text_encoder = text_encoder
+        self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_proj else nn.Identity()
+        self.video_encoder = VideoEncoder(c.expert_dims, c.dim, c.heads, c.dropout, c.attention_layers)
+        self.vlad = CrossModalVLAD(c.dim, c.num_clusters, c.ghost_clusters, c.sharing, c.assignment)
+        self.text_global = GlobalTextHead(list(c.expert_dims), self.vlad.out_dim, c.dim)
+
+    @property
+    def experts(self) -> list[str]:
+        return list(self.config.expert_dims)
+
+    def text_tokens(self, text: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text tokens in the common space: (B, L, D) and the (B, L) bool mask ([PAD] masked out;
+        the port feeds padding into the VLAD unmasked: documented deviation)."""
+        mask = text.attention_mask.bool()
+        if mask.dim() != 2 or not mask.any(1).all():
+            empty = (~mask.any(1)).nonzero().flatten().tolist() if mask.dim() == 2 else []
+            caps = [text.captions[i] for i in empty] if text.captions else empty
+            raise ValueError(f"empty text (no token in attention_mask) for captions {caps}")
+        if text.states is not None:
+            states = text.states
+        elif self.text_encoder is not None:
+            states, _ = self.text_encoder(text.input_ids, text.attention_mask)
+        else:
+            raise ValueError("TextBatch has no cached states and the model has no text encoder")
+        if states.shape[:2] != mask.shape or states.shape[-1] != self.config.text_dim:
+            raise ValueError(f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} "
+                             f"and text_dim {self.config.text_dim}")
+        return self.text_proj(states.to(self.vlad.text_vlad.centers.dtype)), mask
+
+    def encode_text(self, text: TextBatch) -> TextEmbeddings:
+        """(B, L) captions -> :class:`TextEmbeddings` (local (B, K*D), global (B, E, D), weights (B, E))."""
+        tokens, mask = self.text_tokens(text)
+        local = self.vlad.encode_text(tokens, mask)
+        feats, weights = self.text_global(local)
+        return TextEmbeddings(local, feats, weights)
+
+    def encode_video(self, video: VideoBatch) -> VideoEmbeddings:
+        """Padded experts -> :class:`VideoEmbeddings` (local (B, K*D), global (B, E, D), available (B, E))."""
+        enc = self.video_encoder(video)
+        local = self.vlad.encode_video(enc.tokens, enc.token_mask)
+        return VideoEmbeddings(local, enc.global_feats, enc.available)
+
+    def terms(self) -> tuple[bool, bool]:
+        """(use local, use global) for the current mode (training or eval)."""
+        return (self.config.use_local, self.config.use_global) if self.training else self.config.eval_terms()
+
+    def similarity(self, text: TextEmbeddings, video: VideoEmbeddings) -> torch.Tensor:
+        """(N_t, N_v) similarities from embeddings: (s_local + s_global) / 2, or the one term in use."""
+        use_local, use_global = self.terms()
+        parts = []
+        if use_local:
+            parts.append(local_similarity(text.local, video.local))
+        if use_global:
+            parts.append(global_similarity(text.global_feats, text.weights, video.global_feats, video.available))
+        return sum(parts) / len(parts)
+
+    def forward(self, text: TextBatch, video: VideoBatch) -> torch.Tensor:
+        """(B_t, L) captions x (B_v, ...) videos -> (B_t, B_v) similarity matrix."""
+        return self.similarity(self.encode_text(text), self.encode_video(video))
+
+    @staticmethod
+    def cat_text(items: list[TextEmbeddings]) -> TextEmbeddings:
+        """Concatenate chunks of text embeddings."""
+        return _cat(items, TextEmbeddings)
+
+    @staticmethod
+    def cat_video(items: list[VideoEmbeddings]) -> VideoEmbeddings:
+        """Concatenate chunks of video embeddings."""
+        return _cat(items, VideoEmbeddings)

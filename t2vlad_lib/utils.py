@@ -1,0 +1,81 @@
+"""One of each: seed, device, FAST switch, plotting style (the course's `setup_book`)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir"]
+
+
+def is_fast() -> bool:
+    """True when ``T2VLAD_FAST=1`` (or ``true``/``yes``): notebooks and demos shrink their work."""
+    return os.environ.get("T2VLAD_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+FAST: bool = is_fast()
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
+    """Seed python, numpy and torch (CPU and every CUDA device).
+
+    Args:
+        seed: the seed.
+        deterministic: also ask cuDNN and torch for deterministic kernels (slower on GPU).
+    Returns:
+        the seed, for logging.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return seed
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to run on: ``prefer`` if given (e.g. ``"cpu"``), else CUDA when present, else CPU."""
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cache_dir() -> str:
+    """Where generated data and token-state caches live: ``$T2VLAD_CACHE`` or ``~/.cache/t2vlad``."""
+    path = os.environ.get("T2VLAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "t2vlad")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def set_plot_style(dpi: int = 80) -> None:
+    """The one figure style of the course: seaborn-like whitegrid, modest dpi PNGs, readable fonts."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(
+        {
+            "figure.dpi": dpi,
+            "savefig.dpi": dpi,
+            "figure.figsize": (6.0, 3.6),
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.frameon": False,
+            "image.cmap": "viridis",
+        }
+    )
+    try:  # PNG output in notebooks keeps the files small
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except Exception:  # pragma: no cover - outside IPython
+        pass

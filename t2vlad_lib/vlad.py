@@ -1,0 +1,251 @@
+"""VLAD, NetVLAD and T2VLAD's cross-modal (shared-center) VLAD (paper sec. 3.4, eqs. 1-3).
+
+Vocabulary: B batch, N tokens (L text tokens or M video tokens), D token width, K clusters,
+G ghost clusters.
+
+- :func:`vlad` is classic VLAD: hard assignment to k-means centers, residual sums, intra-norm, L2.
+- :class:`NetVLAD` is the trainable version: soft assignment over K+G clusters (eq. 1), residuals to a
+  second, decoupled set of centers c' (eq. 2), ghost clusters dropped after the softmax.
+- :class:`CrossModalVLAD` aggregates text and video tokens with shared (or separate) centers; its
+  ``sharing`` modes are the rows of the paper's Table 5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["kmeans", "vlad", "NetVLAD", "CrossModalVLAD", "SHARING_MODES", "masked_max"]
+
+SHARING_MODES = ("shared", "separate", "text_only")
+
+
+def _check_tokens(x: torch.Tensor, mask: torch.Tensor | None, dim: int, who: str) -> torch.Tensor:
+    if x.dim() != 3 or x.shape[-1] != dim:
+        raise ValueError(f"{who}: expected tokens of shape (B, N, {dim}), got {tuple(x.shape)}")
+    if mask is None:
+        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"{who}: mask shape {tuple(mask.shape)} does not match tokens {tuple(x.shape[:2])}")
+    return mask.bool()
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over dim 1 of (B, N, D) tokens where ``mask`` (B, N) is True; rows without tokens give 0."""
+    filled = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+    return torch.where(mask.any(dim=1, keepdim=True), filled, torch.zeros_like(filled))
+
+
+def kmeans(x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
+    """Plain Lloyd k-means with k-means++ seeding, for classic VLAD and notebook figures.
+
+    Args:
+        x: (N, D) points.
+    Returns:
+        (K, D) centers.
+    """
+    if x.dim() != 2 or x.shape[0] < num_clusters:
+        raise ValueError(f"kmeans: need (N, D) points with N >= K={num_clusters}, got {tuple(x.shape)}")
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    centers = x[torch.randint(x.shape[0], (1,), generator=gen)]
+    for _ in range(1, num_clusters):  # k-means++: next center with probability ~ squared distance
+        d2 = torch.cdist(x, centers).min(dim=1).values.pow(2)
+        probs = (d2 / d2.sum()).cpu() if d2.sum() > 0 else torch.full((x.shape[0],), 1.0 / x.shape[0])
+        centers = torch.cat([centers, x[torch.multinomial(probs, 1, generator=gen)]])
+    for _ in range(iters):
+        assign = torch.cdist(x, centers).argmin(dim=1)
+        new = torch.stack(
+            [x[assign == k].mean(0) if (assign == k).any() else centers[k] for k in range(num_clusters)]
+        )
+        if torch.allclose(new, centers):
+            break
+        centers = new
+    return centers
+
+
+def vlad(x: torch.Tensor, centers: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Classic VLAD (Jegou et al. 2010) with intra-normalisation.
+
+    v_k = sum_{i: NN(x_i)=k} (x_i - c_k), each v_k L2-normalised, then the K*D vector L2-normalised.
+
+    Args:
+        x: (B, N, D) local descriptors.
+        centers: (K, D) k-means centers.
+        mask: (B, N) bool, True for real tokens.
+    Returns:
+        (B, K*D) VLAD vectors.
+    """
+    mask = _check_tokens(x, mask, centers.shape[1], "vlad")
+    dist = torch.cdist(x, centers.unsqueeze(0).expand(x.shape[0], -1, -1))  # (B, N, K)
+    hard = F.one_hot(dist.argmin(-1), centers.shape[0]).to(x.dtype) * mask.unsqueeze(-1)
+    residual = torch.einsum("bnk,bnd->bkd", hard, x) - hard.sum(1).unsqueeze(-1) * centers
+    return F.normalize(F.normalize(residual, dim=-1).flatten(1), dim=-1)
+
+
+class NetVLAD(nn.Module):
+    """NetVLAD with ghost clusters and decoupled residual centers (paper eqs. 1-2).
+
+    a_ik = softmax_k(z_i c_k^T + b_k) over K+G clusters, ghost columns dropped after the softmax;
+    g_k = normalize(sum_i a_ik (z_i - c'_k)); output normalize([g_1, ..., g_K]).
+
+    Args:
+        dim: D, token width.
+        num_clusters: K.
+        ghost_clusters: G (the paper's "background" center: G=1).
+        assignment: ``"batchnorm"`` (the port: no bias, a BatchNorm1d over the K+G logits, computed
+            over real tokens only) or ``"bias"`` (eq. 1 as written).
+    """
+
+    def __init__(self, dim: int, num_clusters: int, ghost_clusters: int = 1, assignment: str = "batchnorm"):
+        super().__init__()
+        if assignment not in ("batchnorm", "bias"):
+            raise ValueError(f"NetVLAD: assignment must be 'batchnorm' or 'bias', got {assignment!r}")
+        if num_clusters < 1 or ghost_clusters < 0:
+            raise ValueError(f"NetVLAD: need K >= 1 and G >= 0, got K={num_clusters}, G={ghost_clusters}")
+        self.dim, self.num_clusters, self.ghost_clusters = dim, num_clusters, ghost_clusters
+        total = num_clusters + ghost_clusters
+        scale = 1.0 / math.sqrt(dim)
+        self.assign_weight = nn.Parameter(scale * torch.randn(dim, total))  # c_k of eq. 1, (D, K+G)
+        self.assign_bias = nn.Parameter(torch.zeros(total)) if assignment == "bias" else None
+        self.bn = nn.BatchNorm1d(total) if assignment == "batchnorm" else None
+        self.centers = nn.Parameter(scale * torch.randn(num_clusters, dim))  # c'_k of eq. 2, (K, D)
+
+    @property
+    def out_dim(self) -> int:
+        return self.num_clusters * self.dim
+
+    def assign(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        bn: nn.Module | None = None,
+        detach_assignment: bool = False,
+    ) -> torch.Tensor:
+        """Soft assignments over all K+G clusters (eq. 1); masked tokens get all-zero rows.
+
+        Args:
+            x: (B, N, D) tokens. mask: (B, N) bool, True for real tokens.
+            bn: a BatchNorm to use instead of ``self.bn`` (one BN per modality when sharing).
+            detach_assignment: use the assignment weights without letting gradients reach them.
+        Returns:
+            (B, N, K+G) assignments; each real token's row sums to 1.
+        """
+        mask = _check_tokens(x, mask, self.dim, "NetVLAD")
+        weight, bias = self.assign_weight, self.assign_bias
+        if detach_assignment:
+            weight = weight.detach()
+            bias = None if bias is None else bias.detach()
+        logits = x @ weight  # (B, N, K+G)
+        if bias is not None:
+            logits = logits + bias
+        norm = bn if bn is not None else self.bn
+        if norm is not None:  # statistics over real tokens only (the port also counts padding)
+            normed = logits.new_zeros(logits.shape)
+            if mask.any():
+                normed[mask] = norm(logits[mask])
+            logits = normed
+        return torch.softmax(logits, dim=-1) * mask.unsqueeze(-1).to(x.dtype)
+
+    def aggregate(self, x: torch.Tensor, assignments: torch.Tensor) -> torch.Tensor:
+        """Eq. (2): residuals to c'_k weighted by the K real assignments, intra-norm, then L2.
+
+        Args:
+            x: (B, N, D) tokens. assignments: (B, N, K) (ghost columns already dropped).
+        Returns:
+            (B, K*D) descriptors; each of the K blocks has norm 1/sqrt(K) (when non-empty).
+        """
+        residual = torch.einsum("bnk,bnd->bkd", assignments, x)
+        residual = residual - assignments.sum(1).unsqueeze(-1) * self.centers
+        return F.normalize(F.normalize(residual, dim=-1).flatten(1), dim=-1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_assignments: bool = False,
+        *,
+        bn: nn.Module | None = None,
+        detach_assignment: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Aggregate tokens.
+
+        Args:
+            x: (B, N, D) tokens; mask: (B, N) bool (padding and missing experts False).
+            return_assignments: also return the (B, N, K) assignments (ghosts dropped) for plots.
+        Returns:
+            (B, K*D) descriptor [, (B, N, K) assignments].
+        """
+        soft = self.assign(x, mask, bn=bn, detach_assignment=detach_assignment)[..., : self.num_clusters]
+        out = self.aggregate(x, soft)
+        return (out, soft) if return_assignments else out
+
+
+class CrossModalVLAD(nn.Module):
+    """T2VLAD's local alignment: text and video tokens aggregated over the same K centers (eq. 3).
+
+    ``sharing`` selects a row of the paper's Table 5:
+
+    - ``"shared"``: the port's scheme. One set of assignment weights c and residual centers c'; the
+      video branch uses c detached (only text gradients train c), c' is trained by both branches, and
+      each modality has its own BatchNorm. The paper itself only says "shared centers".
+    - ``"separate"``: two independent NetVLADs ("two separate VLAD").
+    - ``"text_only"``: a text NetVLAD; the video is max-pooled over tokens, projected to K*D and
+      intra-normalised like a VLAD vector, so s_local stays a mean of K per-block cosines.
+
+    Args:
+        dim: D. num_clusters: K. ghost_clusters: G. assignment: see :class:`NetVLAD`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_clusters: int,
+        ghost_clusters: int = 1,
+        sharing: str = "shared",
+        assignment: str = "batchnorm",
+    ):
+        super().__init__()
+        if sharing not in SHARING_MODES:
+            raise ValueError(f"CrossModalVLAD: sharing must be one of {SHARING_MODES}, got {sharing!r}")
+        self.sharing = sharing
+        self.text_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
+        self.video_vlad: NetVLAD | None = None
+        self.video_bn: nn.Module | None = None
+        self.video_proj: nn.Linear | None = None
+        if sharing == "shared" and assignment == "batchnorm":
+            self.video_bn = nn.BatchNorm1d(num_clusters + ghost_clusters)
+        elif sharing == "separate":
+            self.video_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
+        elif sharing == "text_only":
+            self.video_proj = nn.Linear(dim, num_clusters * dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self.text_vlad.out_dim
+
+    def encode_text(
+        self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, D) text tokens, (B, L) mask -> (B, K*D) [, (B, L, K) assignments]."""
+        return self.text_vlad(x, mask, return_assignments)
+
+    def encode_video(
+        self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, D) video tokens, (B, M) mask -> (B, K*D) [, (B, M, K) assignments].
+
+        In ``text_only`` mode there are no video assignments; they are returned as None.
+        """
+        if self.sharing == "text_only":
+            assert self.video_proj is not None
+            pooled = self.video_proj(masked_max(x, mask)).view(x.shape[0], self.text_vlad.num_clusters, -1)
+            out = F.normalize(F.normalize(pooled, dim=-1).flatten(1), dim=-1)  # intra-norm as the text side
+            return (out, None) if return_assignments else out
+        if self.sharing == "separate":
+            assert self.video_vlad is not None
+            return self.video_vlad(x, mask, return_assignments)
+        return self.text_vlad(x, mask, return_assignments, bn=self.video_bn, detach_assignment=True)
