@@ -40,6 +40,8 @@ class ModelConfig:
     training (Table 4 "w/o global alignment at test time" is eval_use_global=False).
     text_proj: a Linear(H -> D) on the text tokens (needed when H != D or the encoder is frozen; the
     paper fine-tunes BERT with H = D = 768 and has none).
+    text_global_from: input of the global text features and expert weights: "vlad" (the K*D text VLAD
+    vector, the port) or "cls" (the [CLS] token, as the paper's "w/o local alignment" row, after MMT).
     """
 
     expert_dims: dict[str, int] = field(default_factory=dict)
@@ -57,8 +59,11 @@ class ModelConfig:
     eval_use_local: bool | None = None
     eval_use_global: bool | None = None
     text_proj: bool = True
+    text_global_from: str = "vlad"
 
     def __post_init__(self) -> None:
+        if self.text_global_from not in ("vlad", "cls"):
+            raise ValueError(f"ModelConfig: text_global_from must be 'vlad' or 'cls', got {self.text_global_from!r}")
         if not self.expert_dims:
             raise ValueError("ModelConfig: expert_dims is empty; give expert name -> feature width")
         if not (self.use_local or self.use_global):
@@ -126,7 +131,8 @@ class T2VLAD(nn.Module):
         self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_proj else nn.Identity()
         self.video_encoder = VideoEncoder(c.expert_dims, c.dim, c.heads, c.dropout, c.attention_layers)
         self.vlad = CrossModalVLAD(c.dim, c.num_clusters, c.ghost_clusters, c.sharing, c.assignment)
-        self.text_global = GlobalTextHead(list(c.expert_dims), self.vlad.out_dim, c.dim)
+        global_in = self.vlad.out_dim if c.text_global_from == "vlad" else c.dim
+        self.text_global = GlobalTextHead(list(c.expert_dims), global_in, c.dim)
 
     @property
     def experts(self) -> list[str]:
@@ -155,7 +161,7 @@ class T2VLAD(nn.Module):
         """(B, L) captions -> :class:`TextEmbeddings` (local (B, K*D), global (B, E, D), weights (B, E))."""
         tokens, mask = self.text_tokens(text)
         local = self.vlad.encode_text(tokens, mask)
-        feats, weights = self.text_global(local)
+        feats, weights = self.text_global(local if self.config.text_global_from == "vlad" else tokens[:, 0])
         return TextEmbeddings(local, feats, weights)
 
     def encode_video(self, video: VideoBatch) -> VideoEmbeddings:

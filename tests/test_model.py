@@ -202,3 +202,16 @@ def test_bad_input_raises_clear_errors():
         model.encode_text(text)
     with pytest.raises(ValueError, match="expert_dims is empty"):
         ModelConfig()
+
+
+def test_text_global_from_cls_uses_the_first_token_only():
+    model = make_model(text_global_from="cls", use_local=False)
+    text = make_text()
+    with torch.no_grad():
+        base = model.encode_text(text)
+        text.states[:, 1:] += torch.randn_like(text.states[:, 1:])  # everything but [CLS] changes
+        moved = model.encode_text(text)
+    assert torch.allclose(base.global_feats, moved.global_feats) and torch.allclose(base.weights, moved.weights)
+    assert not torch.allclose(base.local, moved.local)
+    with pytest.raises(ValueError, match="text_global_from"):
+        ModelConfig(expert_dims=DIMS, text_global_from="mean")
