@@ -1,0 +1,165 @@
+"""The released-format reader on the shipped MSRVTT-layout fixture and DigitClips sample, and bad input."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, get_layout, load_split
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
+MSRVTT = SAMPLES / "msrvtt-fixture"
+DIGITS = SAMPLES / "digitclips-sample"
+
+
+def _load(path: Path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _save(obj, path: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+@pytest.fixture
+def msrvtt(tmp_path: Path) -> Path:
+    dst = tmp_path / "msrvtt"
+    shutil.copytree(MSRVTT, dst)
+    return dst
+
+
+@pytest.mark.parametrize("layout", ["msrvtt-1k-a", "msrvtt-1k-b", "msrvtt-full"])
+def test_msrvtt_layouts_read(layout):
+    expected_files = {"msrvtt-1k-a": ("train_list_jsfusion.txt", "val_list_jsfusion.txt")}
+    for split, fname in LAYOUTS[layout].splits.items():
+        data = load_split(MSRVTT, split, layout=layout, verbose=False)
+        ids = (MSRVTT / fname).read_text().split()
+        assert data.video_ids == ids
+        assert data.dims == RELEASED_DIMS
+        for e, feats in data.features.items():
+            raw = _load(MSRVTT / f"features.{e}.pkl")
+            for v, x in zip(ids, feats, strict=True):
+                if isinstance(raw[v], float):
+                    assert math.isnan(raw[v]) and x is None
+                else:
+                    np.testing.assert_array_equal(x, raw[v])
+        caps = _load(MSRVTT / "raw-captions.pkl")
+        assert data.captions == [[" ".join(c) for c in caps[v]] for v in ids]
+    if layout in expected_files:
+        assert LAYOUTS[layout].splits["test"] == expected_files[layout][1]
+
+
+def test_jsfusion_caption_index_read():
+    data = load_split(MSRVTT, "test", layout="msrvtt-1k-a", verbose=False)
+    table = _load(MSRVTT / "jsfusion_val_caption_idx.pkl")
+    assert data.caption_index == [table[v] for v in data.video_ids]
+    assert [len(c) for c in data.captions] == [20, 20, 19, 20]
+    assert load_split(MSRVTT, "test", layout="msrvtt-full", verbose=False).caption_index is None
+
+
+def test_digitclips_sample_reads_with_its_dataset_json():
+    lay = get_layout(DIGITS)
+    assert lay.experts == {"appearance": 64, "motion": 32, "scene": 48, "audio": 32}
+    assert lay.max_text_tokens == 24
+    sizes = {"train": 32, "val": 16, "test": 16}
+    for split, n in sizes.items():
+        data = load_split(DIGITS, split, verbose=False)
+        assert len(data) == n
+        assert all(len(c) == 6 for c in data.captions)
+        shapes = {"appearance": (12, 64), "motion": (6, 32), "scene": (3, 48), "audio": (12, 32)}
+        for e, (t, d) in shapes.items():
+            assert all(x is None or x.shape == (t, d) for x in data.features[e])
+            assert all(x is not None for x in data.features[e]) or e == "audio"
+    assert load_split(DIGITS, "test", verbose=False).caption_index is not None
+
+
+def test_missing_count_is_printed(capsys):
+    load_split(MSRVTT, "train", layout="msrvtt-full", experts=["face", "rgb"])
+    out = capsys.readouterr().out
+    assert "features.face.pkl: 3 of 6 train videos have no face" in out
+
+
+def test_missing_file(msrvtt):
+    (msrvtt / "features.flow.pkl").unlink()
+    with pytest.raises(FileNotFoundError, match="features.flow.pkl"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+    (msrvtt / "val_list_jsfusion.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="val_list_jsfusion.txt"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    with pytest.raises(FileNotFoundError, match="dataset.json"):
+        load_split(msrvtt, "test", verbose=False)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_split(msrvtt / "nope", "test", layout="msrvtt-1k-a")
+
+
+def test_wrong_dimension(msrvtt):
+    table = dict(_load(msrvtt / "features.rgb.pkl"))
+    table["video7011"] = np.zeros((2, 2047), np.float32)
+    _save(table, msrvtt / "features.rgb.pkl")
+    with pytest.raises(ValueError, match=r"features.rgb.pkl: video 'video7011' has feature dimension 2047; "
+                                         r"expected 2048"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_inside_present_expert(msrvtt, bad):
+    table = dict(_load(msrvtt / "features.s3d.pkl"))
+    x = np.ones((3, 1024), np.float32)
+    x[1, 5] = bad
+    table["video7013"] = x
+    _save(table, msrvtt / "features.s3d.pkl")
+    with pytest.raises(ValueError, match="features.s3d.pkl: video 'video7013' has NaN or inf"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+def test_video_without_captions(msrvtt):
+    caps = dict(_load(msrvtt / "raw-captions.pkl"))
+    caps["video7010"] = []
+    _save(caps, msrvtt / "raw-captions.pkl")
+    with pytest.raises(ValueError, match="raw-captions.pkl: video 'video7010' has no captions"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+def test_video_without_any_features(msrvtt):
+    for e in ["rgb", "audio"]:
+        table = dict(_load(msrvtt / f"features.{e}.pkl"))
+        table["video7011"] = float("nan")
+        _save(table, msrvtt / f"features.{e}.pkl")
+    with pytest.raises(ValueError, match="video 'video7011' of val_list_jsfusion.txt has no features"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb", "audio"], verbose=False)
+
+
+def test_split_with_unknown_ids(msrvtt):
+    with open(msrvtt / "val_list_jsfusion.txt", "a") as f:
+        f.write("video9999\n")
+    with pytest.raises(ValueError, match=r"val_list_jsfusion.txt: 1 of 5 ids are unknown .*video9999"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+def test_duplicate_ids_bad_index_and_unknown_split(msrvtt):
+    table = dict(_load(msrvtt / "jsfusion_val_caption_idx.pkl"))
+    table["video7012"] = 19  # that video has 19 captions: 0..18
+    _save(table, msrvtt / "jsfusion_val_caption_idx.pkl")
+    with pytest.raises(ValueError, match="video 'video7012' has caption index 19; expected 0..18"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    with pytest.raises(ValueError, match="no split 'val'"):
+        load_split(msrvtt, "val", layout="msrvtt-1k-a")
+    with open(msrvtt / "test_list_full.txt", "a") as f:
+        f.write("video7010\n")
+    with pytest.raises(ValueError, match="'video7010' is listed twice"):
+        load_split(msrvtt, "test", layout="msrvtt-full", verbose=False)
+
+
+def test_absent_key_is_missing_and_counted(msrvtt, capsys):
+    table = dict(_load(msrvtt / "features.rgb.pkl"))
+    del table["video7010"]
+    _save(table, msrvtt / "features.rgb.pkl")
+    data = load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb", "flow"])
+    assert data.features["rgb"][0] is None and data.features["flow"][0] is not None
+    assert "1 of 4 test videos have no rgb (missing) (1 absent from the file)" in capsys.readouterr().out
