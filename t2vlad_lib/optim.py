@@ -36,16 +36,21 @@ class Lookahead:
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
 
-    @torch.no_grad()
     def step(self, closure=None):
         loss = self.inner.step(closure)
+        self.sync()
+        return loss
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Count one inner step and pull the fast weights back every k steps (call it yourself after
+        ``GradScaler.step(lookahead.inner)`` in mixed precision)."""
         self.steps += 1
         if self.steps % self.k == 0:
             for group, slow in zip(self.inner.param_groups, self.slow):
                 for p, s in zip(group["params"], slow):
                     s.add_(p - s, alpha=self.alpha)
                     p.copy_(s)
-        return loss
 
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict(), "slow": self.slow, "steps": self.steps, "k": self.k,

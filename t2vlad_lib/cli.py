@@ -1,0 +1,165 @@
+"""Command line: ``python -m t2vlad_lib {demo,train,evaluate,ablate,search}`` (also ``t2vlad ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+EPILOG = "Profiles: tutorial (DigitClips, CPU, ~3 min), fast (T2VLAD_FAST, <30 s), msrvtt-1ka (the paper, GPU)."
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str = "tutorial") -> None:
+    p.add_argument("--profile", default=default, help="profile name or YAML path (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. epochs=5 model.num_clusters=16 optim.name=adamw")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the profile's)")
+
+
+def _config(args: argparse.Namespace):
+    from .config import load_config
+
+    over = list(args.overrides)
+    if args.seed is not None:
+        over.append(f"seed={args.seed}")
+    return load_config(args.profile, over)
+
+
+def _table(results: dict[str, dict[str, float]]) -> str:
+    from .metrics import format_metrics_table
+
+    rows = {}
+    for name, m in results.items():
+        for side in ("t2v", "v2t"):
+            rows[f"{name} {side}"] = {k.split("_", 1)[1]: v for k, v in m.items() if k.startswith(side + "_")}
+    return format_metrics_table(rows)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = _config(args)
+    res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 0
+    print(f"\nbest epoch {res.best_epoch} (selected on validation {cfg.select_metric}); "
+          f"{res.seconds:.0f} s; run directory {res.run_dir}")
+    print(f"Test set ({cfg.data.test_protocol} captions), best checkpoint:\n")
+    print(_table({"test": res.test}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train the tutorial profile (or fast under T2VLAD_FAST=1) and print the test table."""
+    from .utils import is_fast
+
+    args.profile = "fast" if is_fast() and args.profile == "tutorial" else args.profile
+    return cmd_train(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .config import from_dict
+    from .evaluate import evaluate
+    from .pipeline import prepare
+    from .train import build_model
+
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = from_dict(ckpt["config"])
+    results = {}
+    for protocol in args.protocol:
+        cfg.data.test_protocol = protocol
+        data = prepare(cfg)
+        model = build_model(cfg, data)
+        model.load_state_dict(ckpt["model"])
+        results[f"{args.split} ({protocol})"] = evaluate(model, data.val if args.split == "val" else data.test,
+                                                         cfg.eval_batch_size)
+    print(_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import ablate, summarize
+
+    extra = dict(o.split("=", 1) for o in args.overrides) if args.overrides else None
+    if extra:
+        import yaml
+
+        extra = {k: yaml.safe_load(v) for k, v in extra.items()}
+    table = ablate(args.profile, seeds=args.seeds, variants=args.variants or None, out_dir=args.out,
+                   extra=extra, progress=not args.quiet)
+    print(summarize(table).to_string())
+    print(f"\nwritten: {Path(args.out) / 'results.csv'} and {Path(args.out) / 'results.md'}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import search_gallery
+
+    for rank, (vid, score, caption) in enumerate(search_gallery(args.query, args.checkpoint, args.profile, args.k), 1):
+        print(f"{rank:2d}. {vid:12s} {score:+.3f}  e.g. \"{caption}\"")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m t2vlad_lib", description=__doc__, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train the tutorial profile on DigitClips and print the test table",
+                       epilog=EPILOG)
+    _add_config_args(p)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo, resume=False, crash_at_step=None)
+
+    p = sub.add_parser("train", help="train a profile; writes runs/<profile>-seed<seed>/", epilog=EPILOG)
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--crash-at-step", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test (or val) split")
+    p.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by train")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--protocol", nargs="+", choices=["fixed", "all"], default=["fixed", "all"],
+                   help="fixed: one caption per test video (JSFusion 1k-A); all: every caption")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ablate", help="the paper's Table 4 / Table 5 variants over seeds, cached",
+                       epilog="Variants: " + ", ".join(__import__("t2vlad_lib.ablate", fromlist=["VARIANTS"]).VARIANTS))
+    p.add_argument("--profile", default="tutorial")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--variants", nargs="*", default=None, help="variant names (default: all)")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for every variant, e.g. epochs=5")
+    p.add_argument("--out", default="runs/ablations", help="output directory (results.csv, results.md)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("search", help="print the top videos of the test gallery for a text query")
+    p.add_argument("query", help='e.g. "a red seven moves left over grass"')
+    p.add_argument("--checkpoint", default=None, help="default: runs/<profile>-seed0/best.pt")
+    p.add_argument("--profile", default="tutorial")
+    p.add_argument("-k", type=int, default=5)
+    p.set_defaults(func=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # clear one-line errors for bad input
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Evaluation by encoding each side once (the dual-encoder way), then R@K / MdR / MnR both ways.
+
+Vocabulary: N_v test videos, C caption slots per video, N_t = number of real captions (<= N_v * C).
+
+The public code re-runs the model on every 50x50 / 100x100 chunk of (text, video) pairs, re-encoding
+each text and video many times. Here every caption and every video is encoded once, and the
+(N_t, N_v) matrix is three matrix products over the embeddings (:meth:`T2VLAD.similarity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .batch import TextBatch, VideoBatch
+from .metrics import t2v_metrics, v2t_metrics
+from .model import T2VLAD, TextEmbeddings, VideoEmbeddings
+
+__all__ = ["EvalSet", "encode_texts", "encode_videos", "similarity_matrix", "retrieval_metrics", "evaluate"]
+
+
+@dataclass
+class EvalSet:
+    """A retrieval test set.
+
+    videos: all N_v videos, padded. texts: the N_t real captions in video-major order (the captions of
+    video 0, then of video 1, ...). query_masks: (N_v, C) bool, True where a caption exists; its
+    True entries, read row by row, correspond to the rows of ``texts``. ``C = 1`` with one fixed
+    caption per video is the JSFusion 1k-A protocol.
+    """
+
+    videos: VideoBatch
+    texts: TextBatch
+    query_masks: torch.Tensor
+    name: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.query_masks.dim() != 2 or self.query_masks.shape[0] != len(self.videos):
+            raise ValueError(f"{self.name}: query_masks {tuple(self.query_masks.shape)} must be (N_v={len(self.videos)}, C)")
+        if int(self.query_masks.sum()) != len(self.texts):
+            raise ValueError(f"{self.name}: {len(self.texts)} captions but query_masks marks {int(self.query_masks.sum())}")
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode_texts(model: T2VLAD, texts: TextBatch, batch_size: int = 256) -> TextEmbeddings:
+    """Encode N_t captions once, in batches: -> :class:`TextEmbeddings` on the model's device."""
+    dev = _device(model)
+    return T2VLAD.cat_text(
+        [model.encode_text(texts.index(slice(i, i + batch_size)).to(dev)) for i in range(0, len(texts), batch_size)]
+    )
+
+
+@torch.no_grad()
+def encode_videos(model: T2VLAD, videos: VideoBatch, batch_size: int = 256) -> VideoEmbeddings:
+    """Encode N_v videos once, in batches: -> :class:`VideoEmbeddings` on the model's device."""
+    dev = _device(model)
+    return T2VLAD.cat_video(
+        [model.encode_video(videos.index(slice(i, i + batch_size)).to(dev)) for i in range(0, len(videos), batch_size)]
+    )
+
+
+@torch.no_grad()
+def similarity_matrix(model: T2VLAD, text: TextEmbeddings, video: VideoEmbeddings, chunk: int = 4096) -> torch.Tensor:
+    """(N_t, N_v) similarities on the CPU, computed on the model's device in chunks of texts."""
+    rows = []
+    for i in range(0, len(text), chunk):
+        part = TextEmbeddings(text.local[i : i + chunk], text.global_feats[i : i + chunk], text.weights[i : i + chunk])
+        rows.append(model.similarity(part, video).float().cpu())
+    return torch.cat(rows)
+
+
+def retrieval_metrics(sims: torch.Tensor, query_masks: torch.Tensor) -> dict[str, float]:
+    """(N_t, N_v) similarities of the real captions -> ``t2v_R1`` ... ``v2t_MeanR``.
+
+    The rows are spread into the (N_v * C, N_v) layout of :mod:`t2vlad_lib.metrics`; missing caption
+    slots are NaN rows that the query masks exclude.
+    """
+    n_v, caps = query_masks.shape
+    full = torch.full((n_v * caps, sims.shape[1]), float("nan"), dtype=sims.dtype)
+    full[query_masks.reshape(-1)] = sims
+    out = {f"t2v_{k}": v for k, v in t2v_metrics(full, query_masks).items()}
+    out.update({f"v2t_{k}": v for k, v in v2t_metrics(full, query_masks).items()})
+    return out
+
+
+def evaluate(model: T2VLAD, data: EvalSet, batch_size: int = 256, return_sims: bool = False):
+    """Encode once per side, build the similarity matrix, return the metrics (and the matrix).
+
+    The model is put in eval mode (BatchNorm statistics frozen, dropout off) and restored after.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        text = encode_texts(model, data.texts, batch_size)
+        video = encode_videos(model, data.videos, batch_size)
+        sims = similarity_matrix(model, text, video)
+    finally:
+        model.train(was_training)
+    metrics = retrieval_metrics(sims, data.query_masks)
+    return (metrics, sims) if return_sims else metrics

@@ -1,0 +1,185 @@
+"""From a config to ready-to-train data: dataset on disk -> validated splits -> text encoder and
+cached token states -> training batches and evaluation sets.
+
+    data = prepare(load_config("tutorial"))
+    text, video = data.train_batch(torch.arange(64), generator)
+    metrics = evaluate(model, data.test)
+
+DigitClips is generated on first use (``ensure_digitclips``); a released-format directory (MSRVTT,
+ActivityNet, LSMDC) is read with its layout. With a frozen text encoder every caption of every split is
+encoded once and its token states cached on disk (``cache_dir()/text-states``); with a fine-tuned
+encoder the batches carry token ids and the encoder lives inside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .batch import TextBatch, VideoBatch
+from .config import TrainConfig
+from .data import RetrievalDataset, ensure_digitclips, load_split
+from .data.released import SplitData, get_layout
+from .evaluate import EvalSet
+from .text import TextEncoder, encode_captions_cached
+from .utils import cache_dir, is_fast
+
+__all__ = ["Prepared", "prepare", "dataset_root", "holdout"]
+
+
+def dataset_root(cfg: TrainConfig) -> Path:
+    """The dataset directory of a config (generating DigitClips if needed).
+
+    ``${T2VLAD_DATA}`` in the path defaults to ``./data`` when the variable is not set.
+    """
+    name = cfg.data.dataset
+    if name == "digitclips":
+        fast = is_fast() if cfg.data.fast is None else cfg.data.fast
+        return ensure_digitclips(fast=fast)
+    path = Path(os.path.expandvars(name.replace("${T2VLAD_DATA}", os.environ.get("T2VLAD_DATA", "data"))))
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"dataset directory {path} not found; put the released features there (README: 'Real features') "
+            "or set T2VLAD_DATA"
+        )
+    return path
+
+
+def holdout(split: SplitData, n: int) -> tuple[SplitData, SplitData]:
+    """Split the last ``n`` videos of a (train) split off as a validation split (MSRVTT 1k-A has none)."""
+    if not 0 < n < len(split):
+        raise ValueError(f"val_holdout={n}: expected 0 < n < {len(split)} training videos")
+
+    def part(sl: slice, name: str) -> SplitData:
+        return dataclasses.replace(
+            split, split=name, video_ids=split.video_ids[sl], captions=split.captions[sl],
+            features={e: v[sl] for e, v in split.features.items()},
+            caption_index=None if split.caption_index is None else split.caption_index[sl],
+        )
+
+    return part(slice(0, len(split) - n), "train"), part(slice(len(split) - n, None), "val")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs from the data side.
+
+    train: the training dataset (one random caption per video per epoch); val / test: evaluation sets
+    (all videos encoded once, captions by protocol); expert_dims: expert -> D_e; text_dim: H;
+    text_encoder: the encoder for the model when it is fine-tuned, else None (states are cached);
+    query_encoder: the frozen encoder that turns new queries into states (search, notebooks).
+    """
+
+    root: Path
+    train: RetrievalDataset
+    val: EvalSet | None
+    test: EvalSet
+    expert_dims: dict[str, int]
+    text_dim: int
+    text_encoder: TextEncoder | None
+    query_encoder: TextEncoder | None
+    caption_len: int
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
+
+    def train_batch(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[TextBatch, VideoBatch]:
+        """B training videos and one caption each, drawn with ``generator`` (reproducible on resume)."""
+        idx = indices.tolist()
+        caps = [c[int(torch.randint(len(c), (), generator=generator))] for c in
+                (self.train.video_captions[i] for i in idx)]
+        return self.train.text_batch(caps), self.train.video_batch(idx)
+
+    @torch.no_grad()
+    def encode_queries(self, captions: list[str]) -> TextBatch:
+        """New caption strings -> a TextBatch the model accepts (with states when the encoder is frozen)."""
+        encoder = self.query_encoder or self.text_encoder
+        assert encoder is not None
+        batch = encoder.tokenize(captions, self.caption_len)
+        if self.query_encoder is not None:
+            batch.states, _ = self.query_encoder(batch.input_ids, batch.attention_mask)
+        return batch
+
+
+class _StateTable:
+    """Unique token states (U, L, H) plus a row per caption, looked up by the dataset's caption ids."""
+
+    def __init__(self, states: torch.Tensor, inverse: torch.Tensor):
+        self.states, self.inverse = states, inverse
+
+    def __getitem__(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.states[self.inverse[ids]].float()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.inverse), *self.states.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+
+def _eval_set(ds: RetrievalDataset, name: str) -> EvalSet:
+    all_videos = list(range(len(ds)))
+    width = max(len(c) for c in ds.video_captions)
+    masks = torch.zeros(len(ds), width, dtype=torch.bool)
+    for i, caps in enumerate(ds.video_captions):
+        masks[i, : len(caps)] = True
+    flat = [c for caps in ds.video_captions for c in caps]
+    return EvalSet(ds.video_batch(all_videos), ds.text_batch(flat), masks, name)
+
+
+def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
+    """Load the splits of a config, set up the text side, and build the train / val / test sets."""
+    root = dataset_root(cfg)
+    layout = get_layout(root, cfg.data.layout)
+    experts = cfg.data.experts
+
+    def load(split: str) -> SplitData:
+        return load_split(root, split, layout, experts=experts, verbose=verbose)
+
+    train_split = load("train")
+    val_split = load("val") if "val" in layout.splits else None
+    if cfg.data.val_holdout:
+        if val_split is not None:
+            raise ValueError(f"{root}: layout {layout.name!r} has a validation list; data.val_holdout must be 0")
+        train_split, val_split = holdout(train_split, cfg.data.val_holdout)
+    test_split = load("test")
+    protocol = {"fixed": "index", "all": "all"}.get(cfg.data.test_protocol)
+    if protocol is None:
+        raise ValueError(f"data.test_protocol={cfg.data.test_protocol!r}; valid: 'fixed', 'all'")
+    encoder = TextEncoder(cfg.text.model, freeze=cfg.text.freeze, finetune_top_layers=cfg.text.finetune_top_layers)
+    kw = dict(max_text_tokens=cfg.data.caption_len, max_segments=cfg.data.max_segments or None,
+              sampling=cfg.data.sampling, verbose=verbose)
+    train = RetrievalDataset(train_split, encoder.tokenizer, train=True, **kw)
+    val = RetrievalDataset(val_split, encoder.tokenizer, **kw) if val_split is not None else None
+    test = RetrievalDataset(test_split, encoder.tokenizer, protocol=protocol, **kw)
+    # every split pads each expert to the same T_e as the training set
+    for ds in (val, test):
+        if ds is not None:
+            ds.max_segments = train.max_segments
+    cached = cfg.text.freeze and cfg.text.cache_states
+    if cached:
+        sets = [d for d in (train, val, test) if d is not None]
+        captions = [c for d in sets for c in d.captions]
+        tag = hashlib.sha1(f"{root.resolve()}|{encoder.name}|{cfg.data.caption_len}".encode()).hexdigest()[:12]
+        path = Path(cache_dir()) / "text-states" / f"{root.name}-{tag}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        states, _, inverse = encode_captions_cached(encoder, None, captions, cfg.data.caption_len, path,
+                                                    progress=verbose, return_inverse=True)
+        start = 0
+        for d in sets:
+            d.text_states = _StateTable(states, inverse[start : start + len(d.captions)])
+            start += len(d.captions)
+    return Prepared(
+        root=root, train=train, val=_eval_set(val, "val") if val is not None else None, test=_eval_set(test, "test"),
+        expert_dims=dict(train_split.dims), text_dim=encoder.hidden_size,
+        text_encoder=None if cached else encoder, query_encoder=encoder if cached else None,
+        caption_len=cfg.data.caption_len,
+    )

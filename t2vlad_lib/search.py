@@ -1,0 +1,51 @@
+"""Free-text search over the test gallery with a trained checkpoint (the CLI's ``search``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["search_gallery"]
+
+
+@torch.no_grad()
+def search_gallery(
+    query: str, checkpoint: str | Path | None = None, profile: str = "tutorial", k: int = 5
+) -> list[tuple[str, float, str]]:
+    """Top-``k`` test videos for ``query``: a list of (video id, score, one of its captions).
+
+    The gallery is encoded once; the query is tokenised and encoded with the run's text encoder.
+    """
+    from .checkpoint import load_checkpoint
+    from .config import from_dict, load_config
+    from .evaluate import encode_videos
+    from .index import chunked_topk
+    from .pipeline import prepare
+    from .train import build_model
+
+    path = Path(checkpoint) if checkpoint else load_config(profile).run_dir() / "best.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found: train first (python -m t2vlad_lib train "
+                                f"--profile {profile}) or pass --checkpoint")
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(ckpt["config"])
+    data = prepare(cfg)
+    model = build_model(cfg, data)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    videos = encode_videos(model, data.test.videos, cfg.eval_batch_size)
+    text = model.encode_text(data.encode_queries([query]))
+    scores, ids = chunked_topk(text, videos, model.similarity, k=min(k, len(videos)))
+    examples = data.test.texts.captions
+    first_caption = {}
+    pos = 0
+    for row, vid in enumerate(data.test.videos.video_ids):
+        n = int(data.test.query_masks[row].sum())
+        first_caption[vid] = examples[pos] if n else ""
+        pos += n
+    out = []
+    for s, i in zip(scores[0].tolist(), ids[0].tolist()):
+        vid = data.test.videos.video_ids[i]
+        out.append((vid, s, first_caption[vid]))
+    return out

@@ -1,0 +1,125 @@
+"""The trainer: exact resume after a kill, DDP on gloo, config and checkpoint errors, the paper profile.
+
+Runs use the 64-video DigitClips sample shipped in data_samples/ and a tiny randomly initialised BERT
+(frozen, cached states), so each run takes seconds.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2vlad_lib.checkpoint import CheckpointError, load_checkpoint
+from t2vlad_lib.config import load_config
+from t2vlad_lib.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data_samples" / "digitclips-sample"
+FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
+
+
+def small(out_dir, **extra):
+    over = {
+        "data.dataset": str(SAMPLE), "text.model": "tiny-random-bert", "epochs": 3, "batch_size": 8,
+        "eval_batch_size": 16, "model.dim": 16, "model.num_clusters": 3, "out_dir": str(out_dir), "device": "cpu",
+    }
+    over.update(extra)
+    return [f"{k}={v}" for k, v in over.items()]
+
+
+def _cli(args, env=None, check=True):
+    env = {**os.environ, "T2VLAD_CACHE": env or os.environ.get("T2VLAD_CACHE", ""), "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([sys.executable, "-m", "t2vlad_lib", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+
+
+def test_train_writes_logs_selects_on_val_and_reports_test(tmp_path):
+    cfg = load_config("fast", small(tmp_path / "run"))
+    res = train(cfg, progress=False)
+    assert (res.run_dir / "best.pt").exists() and (res.run_dir / "last.pt").exists()
+    history = json.loads((res.run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all("val_t2v_R1" in h and "train_loss" in h and "text_usage" in h for h in history)
+    assert (res.run_dir / "history.csv").read_text().startswith("epoch,")
+    best = max(history, key=lambda h: h["val_t2v_R1"])  # first maximum: the selected epoch
+    assert res.best_epoch == best["epoch"]
+    assert set(res.test) >= {"t2v_R1", "v2t_MedR"} and 0 <= res.test["t2v_R1"] <= 100
+    saved = json.loads((res.run_dir / "results.json").read_text())
+    assert saved["test"] == res.test and saved["config"]["seed"] == 0
+
+
+def test_resume_after_kill_gives_the_same_result(tmp_path):
+    base = ["train", "--profile", "fast", "--quiet", "--set"]
+    _cli(base + small(tmp_path / "straight"))
+    # 4 steps per epoch: step 6 is in the middle of epoch 2, after epoch 1's last.pt was written
+    killed = _cli(base + small(tmp_path / "crash") + ["--crash-at-step", "6"], check=False)
+    assert killed.returncode != 0
+    assert load_checkpoint(tmp_path / "crash" / "last.pt")["epoch"] == 0
+    _cli(base[:-1] + ["--resume", "--set"] + small(tmp_path / "crash"))
+    a = json.loads((tmp_path / "straight" / "results.json").read_text())
+    b = json.loads((tmp_path / "crash" / "results.json").read_text())
+    assert a["test"] == b["test"] and a["val"] == b["val"] and a["best_epoch"] == b["best_epoch"]
+    wa = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    wb = load_checkpoint(tmp_path / "crash" / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(load_config("fast", small(run, epochs=1)), progress=False)
+    with pytest.raises(CheckpointError, match=r"mismatching keys: model.num_clusters: 3 in checkpoint vs 4 now"):
+        train(load_config("fast", small(run, epochs=2, **{"model.num_clusters": 4})), resume=True, progress=False)
+    good = (run / "best.pt").read_bytes()
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="truncated"):
+        train(load_config("fast", small(run, epochs=2)), resume=True, progress=False)
+    assert (run / "best.pt").read_bytes() == good
+
+
+def test_cli_config_errors_are_one_clear_line(tmp_path):
+    proc = _cli(["train", "--profile", "fast", "--set", "model.clusters=4"], check=False)
+    assert proc.returncode == 2
+    assert "unknown config key(s) ['clusters'] in 'model'; valid keys:" in proc.stderr
+    assert "num_clusters" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli(["train", "--profile", "nope"], check=False)
+    assert proc.returncode == 2 and "valid: fast, msrvtt-1ka, tutorial" in proc.stderr
+
+
+def test_ddp_on_gloo_with_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "t2vlad_lib", "train", "--profile", "fast", "--quiet", "--set"] + small(out, epochs=2)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["step"] == 4  # 32 videos / 2 ranks / batch 8 = 2 steps per epoch on each rank
+    assert proc.stdout.count("best epoch") == 1  # only rank 0 reports and writes
+
+
+@pytest.mark.slow
+def test_msrvtt_profile_runs_a_few_steps_on_the_released_layout_fixture(tmp_path):
+    cfg = load_config("msrvtt-1ka", {
+        "data.dataset": str(FIXTURE), "data.val_holdout": 2, "text.model": "tiny-random-bert",
+        "model.text_proj": True, "epochs": 1, "batch_size": 3, "out_dir": str(tmp_path / "paper"), "device": "cpu",
+    })
+    assert cfg.model["dim"] == 768 and cfg.loss.name == "max_margin" and not cfg.text.freeze
+    res = train(cfg, progress=False)
+    ckpt = load_checkpoint(res.run_dir / "best.pt")
+    assert any(k.startswith("text_encoder.") for k in ckpt["model"])  # fine-tuned encoder is part of the model
+    assert ckpt["model"]["video_encoder.proj.rgb.weight"].shape == (768, 2048)
+    assert res.history[0]["step"] == 2 and set(res.test) >= {"t2v_R1", "v2t_R1"}
