@@ -29,8 +29,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "text-only VLAD": {"model.sharing": "text_only"},
     "two separate VLADs": {"model.sharing": "separate"},
 }
-TABLE4 = ["full (shared VLAD)", "w/o global at test", "w/o local at test", "global-only training ([CLS])",
-          "local-only training"]
+TABLE4 = [
+    "full (shared VLAD)",
+    "w/o global at test",
+    "w/o local at test",
+    "global-only training ([CLS])",
+    "local-only training",
+]
 TABLE5 = ["text-only VLAD", "two separate VLADs", "full (shared VLAD)"]
 
 # The paper's MSRVTT 1k-A text->video numbers (R1, R5, R10) for the rows we rerun; None = not reported.
@@ -53,7 +58,9 @@ def sweep(key: str, values: list[Any], base: dict[str, Any] | None = None) -> di
     return {f"{key.split('.')[-1]}={v}": {**(base or {}), key: v} for v in values}
 
 
-def _config(profile: str | Path, overrides: dict[str, Any], seed: int, extra: dict[str, Any] | None) -> TrainConfig:
+def _config(
+    profile: str | Path, overrides: dict[str, Any], seed: int, extra: dict[str, Any] | None
+) -> TrainConfig:
     over = {**(extra or {}), **overrides, "seed": seed}
     return load_config(profile, over)
 
@@ -64,8 +71,13 @@ def _run_name(overrides: dict[str, Any]) -> str:
 
 
 def run_variant(
-    profile: str | Path, overrides: dict[str, Any], seed: int, root: Path, extra: dict[str, Any] | None = None,
-    progress: bool = False, data=None,
+    profile: str | Path,
+    overrides: dict[str, Any],
+    seed: int,
+    root: Path,
+    extra: dict[str, Any] | None = None,
+    progress: bool = False,
+    data=None,
 ) -> dict[str, Any]:
     """Train (or load from the cache) one variant and seed; return its test metrics.
 
@@ -77,7 +89,9 @@ def run_variant(
     from .train import build_model, train
 
     train_over = {k: v for k, v in overrides.items() if k not in _TEST_ONLY_KEYS}
-    cfg = _config(profile, {**train_over, "out_dir": str(root / _run_name(overrides) / f"seed{seed}")}, seed, extra)
+    cfg = _config(
+        profile, {**train_over, "out_dir": str(root / _run_name(overrides) / f"seed{seed}")}, seed, extra
+    )
     results = cfg.run_dir() / "results.json"
     cached = json.loads(results.read_text()) if results.exists() else None
     if cached is None or cached.get("config") != json.loads(json.dumps(cfg.to_dict())):
@@ -125,7 +139,9 @@ def ablate(
             metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             rows.append({"variant": name, "seed": seed, **metrics})
             if progress:
-                print(f"{name:32s} seed {seed}: t2v R1 {metrics['t2v_R1']:.1f}  v2t R1 {metrics['v2t_R1']:.1f}")
+                print(
+                    f"{name:32s} seed {seed}: t2v R1 {metrics['t2v_R1']:.1f}  v2t R1 {metrics['v2t_R1']:.1f}"
+                )
     table = pd.DataFrame(rows)
     summary = summarize(table)
     table.to_csv(root / "results.csv", index=False)
@@ -133,8 +149,19 @@ def ablate(
     return table
 
 
-def summarize(table: pd.DataFrame, columns: tuple[str, ...] = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MedR",
-                                                                  "v2t_R1", "v2t_R5", "v2t_R10", "v2t_MedR")):
+def summarize(
+    table: pd.DataFrame,
+    columns: tuple[str, ...] = (
+        "t2v_R1",
+        "t2v_R5",
+        "t2v_R10",
+        "t2v_MedR",
+        "v2t_R1",
+        "v2t_R5",
+        "v2t_R10",
+        "v2t_MedR",
+    ),
+):
     """Mean +- std over seeds per variant, in the order the variants first appear."""
     order = list(dict.fromkeys(table["variant"]))
     grouped = table.groupby("variant", sort=False)[list(columns)]

@@ -23,6 +23,16 @@ def _to(value, device):
     return value
 
 
+def _select(items: list, idx: torch.Tensor | slice | list[int]) -> list:
+    """The entries of a per-row list that a tensor index ``idx`` selects (empty lists stay empty)."""
+    if not items:
+        return items
+    if isinstance(idx, slice):
+        return items[idx]
+    pick = torch.as_tensor(idx).tolist()
+    return [items[i] for i in (pick if isinstance(pick, list) else [pick])]
+
+
 @dataclass
 class VideoBatch:
     """Padded multi-expert video features.
@@ -52,15 +62,11 @@ class VideoBatch:
 
     def index(self, idx: torch.Tensor | slice | list[int]) -> VideoBatch:
         """Select rows (videos) of the batch."""
-        ids = self.video_ids
-        if ids:
-            pick = range(len(ids))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).tolist()
-            ids = [ids[i] for i in (pick if not isinstance(pick, int) else [pick])]
         return VideoBatch(
             features={k: v[idx] for k, v in self.features.items()},
             token_mask={k: v[idx] for k, v in self.token_mask.items()},
             available={k: v[idx] for k, v in self.available.items()},
-            video_ids=ids,
+            video_ids=_select(self.video_ids, idx),
         )
 
 
@@ -89,13 +95,9 @@ class TextBatch:
 
     def index(self, idx: torch.Tensor | slice | list[int]) -> TextBatch:
         """Select rows (captions) of the batch."""
-        caps = self.captions
-        if caps:
-            pick = range(len(caps))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).tolist()
-            caps = [caps[i] for i in (pick if not isinstance(pick, int) else [pick])]
         return TextBatch(
             input_ids=self.input_ids[idx],
             attention_mask=self.attention_mask[idx],
             states=None if self.states is None else self.states[idx],
-            captions=caps,
+            captions=_select(self.captions, idx),
         )

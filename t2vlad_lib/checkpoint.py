@@ -19,8 +19,14 @@ import torch
 
 from .config import config_diff
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CheckpointError",
-           "check_config"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "CheckpointError",
+    "check_config",
+]
 
 # Keys that may differ between a checkpoint and the resuming run without changing the model/training.
 RUNTIME_KEYS = ("device", "num_workers", "eval_batch_size", "out_dir", "epochs", "amp")
@@ -84,7 +90,9 @@ def check_config(path: str | Path, saved: dict[str, Any], current: dict[str, Any
     """Refuse a checkpoint whose config differs from the current one (runtime-only keys excepted)."""
     diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in RUNTIME_KEYS]
     if diff:
-        details = ", ".join(f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff)
+        details = ", ".join(
+            f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff
+        )
         raise CheckpointError(f"checkpoint {path} was made with another config; mismatching keys: {details}")
 
 

@@ -10,13 +10,21 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-EPILOG = "Profiles: tutorial (DigitClips, CPU, ~3 min), fast (T2VLAD_FAST, <30 s), msrvtt-1ka (the paper, GPU)."
+EPILOG = (
+    "Profiles: tutorial (DigitClips, CPU, ~3 min), fast (T2VLAD_FAST, <30 s), msrvtt-1ka (the paper, GPU)."
+)
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str = "tutorial") -> None:
     p.add_argument("--profile", default=default, help="profile name or YAML path (default: %(default)s)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. epochs=5 model.num_clusters=16 optim.name=adamw")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. epochs=5 model.num_clusters=16 optim.name=adamw",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the profile's)")
 
 
@@ -46,8 +54,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return 0
-    print(f"\nbest epoch {res.best_epoch} (selected on validation {cfg.select_metric}); "
-          f"{res.seconds:.0f} s; run directory {res.run_dir}")
+    print(
+        f"\nbest epoch {res.best_epoch} (selected on validation {cfg.select_metric}); "
+        f"{res.seconds:.0f} s; run directory {res.run_dir}"
+    )
     print(f"Test set ({cfg.data.test_protocol} captions), best checkpoint:\n")
     print(_table({"test": res.test}))
     return 0
@@ -76,8 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = prepare(cfg)
         model = build_model(cfg, data)
         model.load_state_dict(ckpt["model"])
-        results[f"{args.split} ({protocol})"] = evaluate(model, data.val if args.split == "val" else data.test,
-                                                         cfg.eval_batch_size)
+        results[f"{args.split} ({protocol})"] = evaluate(
+            model, data.val if args.split == "val" else data.test, cfg.eval_batch_size
+        )
     print(_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -92,8 +103,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         import yaml
 
         extra = {k: yaml.safe_load(v) for k, v in extra.items()}
-    table = ablate(args.profile, seeds=args.seeds, variants=args.variants or None, out_dir=args.out,
-                   extra=extra, progress=not args.quiet)
+    table = ablate(
+        args.profile,
+        seeds=args.seeds,
+        variants=args.variants or None,
+        out_dir=args.out,
+        extra=extra,
+        progress=not args.quiet,
+    )
     print(summarize(table).to_string())
     print(f"\nwritten: {Path(args.out) / 'results.csv'} and {Path(args.out) / 'results.md'}")
     return 0
@@ -102,8 +119,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import search_gallery
 
-    for rank, (vid, score, caption) in enumerate(search_gallery(args.query, args.checkpoint, args.profile, args.k), 1):
-        print(f"{rank:2d}. {vid:12s} {score:+.3f}  e.g. \"{caption}\"")
+    for rank, (vid, score, caption) in enumerate(
+        search_gallery(args.query, args.checkpoint, args.profile, args.k), 1
+    ):
+        print(f'{rank:2d}. {vid:12s} {score:+.3f}  e.g. "{caption}"')
     return 0
 
 
@@ -111,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m t2vlad_lib", description=__doc__, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train the tutorial profile on DigitClips and print the test table",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "demo", help="train the tutorial profile on DigitClips and print the test table", epilog=EPILOG
+    )
     _add_config_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo, resume=False, crash_at_step=None)
@@ -127,18 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test (or val) split")
     p.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by train")
     p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--protocol", nargs="+", choices=["fixed", "all"], default=["fixed", "all"],
-                   help="fixed: one caption per test video (JSFusion 1k-A); all: every caption")
+    p.add_argument(
+        "--protocol",
+        nargs="+",
+        choices=["fixed", "all"],
+        default=["fixed", "all"],
+        help="fixed: one caption per test video (JSFusion 1k-A); all: every caption",
+    )
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("ablate", help="the paper's Table 4 / Table 5 variants over seeds, cached",
-                       epilog="Variants: " + ", ".join(__import__("t2vlad_lib.ablate", fromlist=["VARIANTS"]).VARIANTS))
+    p = sub.add_parser(
+        "ablate",
+        help="the paper's Table 4 / Table 5 variants over seeds, cached",
+        epilog="Variants: " + ", ".join(__import__("t2vlad_lib.ablate", fromlist=["VARIANTS"]).VARIANTS),
+    )
     p.add_argument("--profile", default="tutorial")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="*", default=None, help="variant names (default: all)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides for every variant, e.g. epochs=5")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides for every variant, e.g. epochs=5",
+    )
     p.add_argument("--out", default="runs/ablations", help="output directory (results.csv, results.md)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ablate)

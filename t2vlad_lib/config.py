@@ -18,8 +18,17 @@ import yaml
 
 from .model import ModelConfig
 
-__all__ = ["TrainConfig", "DataSection", "TextSection", "OptimSection", "LossSection", "load_config",
-           "PROFILES_DIR", "available_profiles", "config_diff"]
+__all__ = [
+    "TrainConfig",
+    "DataSection",
+    "TextSection",
+    "OptimSection",
+    "LossSection",
+    "load_config",
+    "PROFILES_DIR",
+    "available_profiles",
+    "config_diff",
+]
 
 PROFILES_DIR = Path(__file__).with_name("configs")
 # ModelConfig fields a profile may set; expert_dims and text_dim come from the data and the text encoder.
@@ -113,7 +122,9 @@ SECTIONS = {"data": DataSection, "text": TextSection, "optim": OptimSection, "lo
 def _check_keys(given: dict, valid: tuple[str, ...] | list[str], where: str) -> None:
     unknown = sorted(set(given) - set(valid))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; valid keys: {', '.join(sorted(valid))}")
+        raise ValueError(
+            f"unknown config key(s) {unknown} in {where}; valid keys: {', '.join(sorted(valid))}"
+        )
 
 
 def from_dict(raw: dict[str, Any]) -> TrainConfig:
@@ -148,7 +159,9 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-def load_config(profile: str | Path = "tutorial", overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    profile: str | Path = "tutorial", overrides: list[str] | dict[str, Any] | None = None
+) -> TrainConfig:
     """Load a named profile (or a YAML path) and apply ``key.sub=value`` overrides.
 
     Raises:

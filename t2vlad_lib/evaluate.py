@@ -37,9 +37,14 @@ class EvalSet:
 
     def __post_init__(self) -> None:
         if self.query_masks.dim() != 2 or self.query_masks.shape[0] != len(self.videos):
-            raise ValueError(f"{self.name}: query_masks {tuple(self.query_masks.shape)} must be (N_v={len(self.videos)}, C)")
+            raise ValueError(
+                f"{self.name}: query_masks {tuple(self.query_masks.shape)}, "
+                f"expected (N_v={len(self.videos)}, C)"
+            )
         if int(self.query_masks.sum()) != len(self.texts):
-            raise ValueError(f"{self.name}: {len(self.texts)} captions but query_masks marks {int(self.query_masks.sum())}")
+            raise ValueError(
+                f"{self.name}: {len(self.texts)} captions but query_masks marks {int(self.query_masks.sum())}"
+            )
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -51,7 +56,10 @@ def encode_texts(model: T2VLAD, texts: TextBatch, batch_size: int = 256) -> Text
     """Encode N_t captions once, in batches: -> :class:`TextEmbeddings` on the model's device."""
     dev = _device(model)
     return T2VLAD.cat_text(
-        [model.encode_text(texts.index(slice(i, i + batch_size)).to(dev)) for i in range(0, len(texts), batch_size)]
+        [
+            model.encode_text(texts.index(slice(i, i + batch_size)).to(dev))
+            for i in range(0, len(texts), batch_size)
+        ]
     )
 
 
@@ -60,16 +68,23 @@ def encode_videos(model: T2VLAD, videos: VideoBatch, batch_size: int = 256) -> V
     """Encode N_v videos once, in batches: -> :class:`VideoEmbeddings` on the model's device."""
     dev = _device(model)
     return T2VLAD.cat_video(
-        [model.encode_video(videos.index(slice(i, i + batch_size)).to(dev)) for i in range(0, len(videos), batch_size)]
+        [
+            model.encode_video(videos.index(slice(i, i + batch_size)).to(dev))
+            for i in range(0, len(videos), batch_size)
+        ]
     )
 
 
 @torch.no_grad()
-def similarity_matrix(model: T2VLAD, text: TextEmbeddings, video: VideoEmbeddings, chunk: int = 4096) -> torch.Tensor:
+def similarity_matrix(
+    model: T2VLAD, text: TextEmbeddings, video: VideoEmbeddings, chunk: int = 4096
+) -> torch.Tensor:
     """(N_t, N_v) similarities on the CPU, computed on the model's device in chunks of texts."""
     rows = []
     for i in range(0, len(text), chunk):
-        part = TextEmbeddings(text.local[i : i + chunk], text.global_feats[i : i + chunk], text.weights[i : i + chunk])
+        part = TextEmbeddings(
+            text.local[i : i + chunk], text.global_feats[i : i + chunk], text.weights[i : i + chunk]
+        )
         rows.append(model.similarity(part, video).float().cpu())
     return torch.cat(rows)
 

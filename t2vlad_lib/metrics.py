@@ -151,6 +151,9 @@ def v2t_ranks(sims: Any, query_masks: Any | None = None) -> np.ndarray:
 def ranks_to_metrics(ranks: Any) -> dict[str, float]:
     """R@1/5/10/50 (percent of queries with 0-based rank < K), MedR = median + 1, MeanR = mean + 1.
 
+    As CE's ``cols2metrics``, R@1 counts rank == 0 only: a ground truth tied at the top (rank 0.5 after
+    tie averaging) is not a hit at 1, while R@5/10/50 count ranks < K (a 4.5 counts at 5).
+
     Args:
         ranks: (Q,) 0-based ranks (may be fractional after tie averaging).
     Returns:
@@ -160,6 +163,7 @@ def ranks_to_metrics(ranks: Any) -> dict[str, float]:
     if r.size == 0:
         raise ValueError("ranks: no queries to evaluate")
     out = {f"R{k}": float(100.0 * np.mean(r < k)) for k in (1, 5, 10, 50)}
+    out["R1"] = float(100.0 * np.mean(r == 0))
     out["MedR"] = float(np.median(r) + 1.0)
     out["MeanR"] = float(np.mean(r) + 1.0)
     return out

@@ -63,7 +63,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.text_global_from not in ("vlad", "cls"):
-            raise ValueError(f"ModelConfig: text_global_from must be 'vlad' or 'cls', got {self.text_global_from!r}")
+            raise ValueError(
+                f"ModelConfig: text_global_from must be 'vlad' or 'cls', got {self.text_global_from!r}"
+            )
         if not self.expert_dims:
             raise ValueError("ModelConfig: expert_dims is empty; give expert name -> feature width")
         if not (self.use_local or self.use_global):
@@ -71,7 +73,9 @@ class ModelConfig:
         if self.eval_terms() == (False, False):
             raise ValueError("ModelConfig: eval_use_local and eval_use_global are both False")
         if not self.text_proj and self.text_dim != self.dim:
-            raise ValueError(f"ModelConfig: text_proj=False needs text_dim == dim, got {self.text_dim} != {self.dim}")
+            raise ValueError(
+                f"ModelConfig: text_proj=False needs text_dim == dim, got {self.text_dim} != {self.dim}"
+            )
 
     def eval_terms(self) -> tuple[bool, bool]:
         """(local, global) used at test time."""
@@ -153,8 +157,10 @@ class T2VLAD(nn.Module):
         else:
             raise ValueError("TextBatch has no cached states and the model has no text encoder")
         if states.shape[:2] != mask.shape or states.shape[-1] != self.config.text_dim:
-            raise ValueError(f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} "
-                             f"and text_dim {self.config.text_dim}")
+            raise ValueError(
+                f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} "
+                f"and text_dim {self.config.text_dim}"
+            )
         return self.text_proj(states.to(self.vlad.text_vlad.centers.dtype)), mask
 
     def encode_text(self, text: TextBatch) -> TextEmbeddings:
@@ -164,9 +170,11 @@ class T2VLAD(nn.Module):
         feats, weights = self.text_global(local if self.config.text_global_from == "vlad" else tokens[:, 0])
         return TextEmbeddings(local, feats, weights)
 
-    def encode_video(self, video: VideoBatch) -> VideoEmbeddings:
-        """Padded experts -> :class:`VideoEmbeddings` (local (B, K*D), global (B, E, D), available (B, E))."""
-        enc = self.video_encoder(video)
+    def encode_video(self, video: VideoBatch, validate: bool = True) -> VideoEmbeddings:
+        """Padded experts -> :class:`VideoEmbeddings` (local (B, K*D), global (B, E, D), available (B, E)).
+
+        ``validate`` checks dims and finiteness first (cheap; benchmarks turn it off)."""
+        enc = self.video_encoder(video, validate=validate)
         local = self.vlad.encode_video(enc.tokens, enc.token_mask)
         return VideoEmbeddings(local, enc.global_feats, enc.available)
 
@@ -177,12 +185,13 @@ class T2VLAD(nn.Module):
     def similarity(self, text: TextEmbeddings, video: VideoEmbeddings) -> torch.Tensor:
         """(N_t, N_v) similarities from embeddings: (s_local + s_global) / 2, or the one term in use."""
         use_local, use_global = self.terms()
-        parts = []
-        if use_local:
-            parts.append(local_similarity(text.local, video.local))
-        if use_global:
-            parts.append(global_similarity(text.global_feats, text.weights, video.global_feats, video.available))
-        return sum(parts) / len(parts)
+        if not use_global:
+            return local_similarity(text.local, video.local)
+        s_global = global_similarity(text.global_feats, text.weights, video.global_feats, video.available)
+        if not use_local:
+            return s_global
+        # (s_global + <t, v>) / 2 in one fused matmul-add: no extra passes over the (N_t, N_v) matrix
+        return torch.addmm(s_global, text.local, video.local.T, beta=0.5, alpha=0.5)
 
     def forward(self, text: TextBatch, video: VideoBatch) -> torch.Tensor:
         """(B_t, L) captions x (B_v, ...) videos -> (B_t, B_v) similarity matrix."""

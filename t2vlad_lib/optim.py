@@ -16,7 +16,7 @@ OPTIMIZERS = ("ranger", "adamw", "radam")
 
 
 class Lookahead:
-    """Lookahead (Zhang et al. 2019): every ``k`` inner steps, slow <- slow + alpha (fast - slow), fast <- slow.
+    """Lookahead (Zhang et al. 2019): every ``k`` inner steps slow += alpha (fast - slow), then fast <- slow.
 
     Wraps any optimiser; ``param_groups`` are the inner optimiser's, so LR schedulers work on
     :attr:`inner`. ``state_dict`` carries the inner state, the slow weights and the step counter.
@@ -47,20 +47,25 @@ class Lookahead:
         ``GradScaler.step(lookahead.inner)`` in mixed precision)."""
         self.steps += 1
         if self.steps % self.k == 0:
-            for group, slow in zip(self.inner.param_groups, self.slow):
-                for p, s in zip(group["params"], slow):
+            for group, slow in zip(self.inner.param_groups, self.slow, strict=True):
+                for p, s in zip(group["params"], slow, strict=True):
                     s.add_(p - s, alpha=self.alpha)
                     p.copy_(s)
 
     def state_dict(self) -> dict:
-        return {"inner": self.inner.state_dict(), "slow": self.slow, "steps": self.steps, "k": self.k,
-                "alpha": self.alpha}
+        return {
+            "inner": self.inner.state_dict(),
+            "slow": self.slow,
+            "steps": self.steps,
+            "k": self.k,
+            "alpha": self.alpha,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.inner.load_state_dict(state["inner"])
         self.steps, self.k, self.alpha = state["steps"], state["k"], state["alpha"]
-        for mine, theirs in zip(self.slow, state["slow"]):
-            for s, t in zip(mine, theirs):
+        for mine, theirs in zip(self.slow, state["slow"], strict=True):
+            for s, t in zip(mine, theirs, strict=True):
                 s.copy_(t)
 
 
@@ -69,7 +74,9 @@ def make_optimizer(
 ) -> torch.optim.Optimizer | Lookahead:
     """``"ranger"`` (RAdam + Lookahead, the paper), ``"adamw"`` (the port) or ``"radam"``."""
     if name == "ranger":
-        return Lookahead(torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True))
+        return Lookahead(
+            torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True)
+        )
     if name == "radam":
         return torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True)
     if name == "adamw":

@@ -57,7 +57,10 @@ def holdout(split: SplitData, n: int) -> tuple[SplitData, SplitData]:
 
     def part(sl: slice, name: str) -> SplitData:
         return dataclasses.replace(
-            split, split=name, video_ids=split.video_ids[sl], captions=split.captions[sl],
+            split,
+            split=name,
+            video_ids=split.video_ids[sl],
+            captions=split.captions[sl],
             features={e: v[sl] for e, v in split.features.items()},
             caption_index=None if split.caption_index is None else split.caption_index[sl],
         )
@@ -92,8 +95,10 @@ class Prepared:
     def train_batch(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[TextBatch, VideoBatch]:
         """B training videos and one caption each, drawn with ``generator`` (reproducible on resume)."""
         idx = indices.tolist()
-        caps = [c[int(torch.randint(len(c), (), generator=generator))] for c in
-                (self.train.video_captions[i] for i in idx)]
+        caps = [
+            c[int(torch.randint(len(c), (), generator=generator))]
+            for c in (self.train.video_captions[i] for i in idx)
+        ]
         return self.train.text_batch(caps), self.train.video_batch(idx)
 
     @torch.no_grad()
@@ -148,15 +153,23 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     val_split = load("val") if "val" in layout.splits else None
     if cfg.data.val_holdout:
         if val_split is not None:
-            raise ValueError(f"{root}: layout {layout.name!r} has a validation list; data.val_holdout must be 0")
+            raise ValueError(
+                f"{root}: layout {layout.name!r} has a validation list; data.val_holdout must be 0"
+            )
         train_split, val_split = holdout(train_split, cfg.data.val_holdout)
     test_split = load("test")
     protocol = {"fixed": "index", "all": "all"}.get(cfg.data.test_protocol)
     if protocol is None:
         raise ValueError(f"data.test_protocol={cfg.data.test_protocol!r}; valid: 'fixed', 'all'")
-    encoder = TextEncoder(cfg.text.model, freeze=cfg.text.freeze, finetune_top_layers=cfg.text.finetune_top_layers)
-    kw = dict(max_text_tokens=cfg.data.caption_len, max_segments=cfg.data.max_segments or None,
-              sampling=cfg.data.sampling, verbose=verbose)
+    encoder = TextEncoder(
+        cfg.text.model, freeze=cfg.text.freeze, finetune_top_layers=cfg.text.finetune_top_layers
+    )
+    kw = dict(
+        max_text_tokens=cfg.data.caption_len,
+        max_segments=cfg.data.max_segments or None,
+        sampling=cfg.data.sampling,
+        verbose=verbose,
+    )
     train = RetrievalDataset(train_split, encoder.tokenizer, train=True, **kw)
     val = RetrievalDataset(val_split, encoder.tokenizer, **kw) if val_split is not None else None
     test = RetrievalDataset(test_split, encoder.tokenizer, protocol=protocol, **kw)
@@ -168,18 +181,26 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     if cached:
         sets = [d for d in (train, val, test) if d is not None]
         captions = [c for d in sets for c in d.captions]
-        tag = hashlib.sha1(f"{root.resolve()}|{encoder.name}|{cfg.data.caption_len}".encode()).hexdigest()[:12]
+        tag = hashlib.sha1(f"{root.resolve()}|{encoder.name}|{cfg.data.caption_len}".encode()).hexdigest()[
+            :12
+        ]
         path = Path(cache_dir()) / "text-states" / f"{root.name}-{tag}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        states, _, inverse = encode_captions_cached(encoder, None, captions, cfg.data.caption_len, path,
-                                                    progress=verbose, return_inverse=True)
+        states, _, inverse = encode_captions_cached(
+            encoder, None, captions, cfg.data.caption_len, path, progress=verbose, return_inverse=True
+        )
         start = 0
         for d in sets:
             d.text_states = _StateTable(states, inverse[start : start + len(d.captions)])
             start += len(d.captions)
     return Prepared(
-        root=root, train=train, val=_eval_set(val, "val") if val is not None else None, test=_eval_set(test, "test"),
-        expert_dims=dict(train_split.dims), text_dim=encoder.hidden_size,
-        text_encoder=None if cached else encoder, query_encoder=encoder if cached else None,
+        root=root,
+        train=train,
+        val=_eval_set(val, "val") if val is not None else None,
+        test=_eval_set(test, "test"),
+        expert_dims=dict(train_split.dims),
+        text_dim=encoder.hidden_size,
+        text_encoder=None if cached else encoder,
+        query_encoder=encoder if cached else None,
         caption_len=cfg.data.caption_len,
     )

@@ -26,8 +26,10 @@ def search_gallery(
 
     path = Path(checkpoint) if checkpoint else load_config(profile).run_dir() / "best.pt"
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found: train first (python -m t2vlad_lib train "
-                                f"--profile {profile}) or pass --checkpoint")
+        raise FileNotFoundError(
+            f"checkpoint {path} not found: train first (python -m t2vlad_lib train "
+            f"--profile {profile}) or pass --checkpoint"
+        )
     ckpt = load_checkpoint(path)
     cfg = from_dict(ckpt["config"])
     data = prepare(cfg)
@@ -45,7 +47,7 @@ def search_gallery(
         first_caption[vid] = examples[pos] if n else ""
         pos += n
     out = []
-    for s, i in zip(scores[0].tolist(), ids[0].tolist()):
+    for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
         vid = data.test.videos.video_ids[i]
         out.append((vid, s, first_caption[vid]))
     return out

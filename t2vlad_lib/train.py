@@ -156,7 +156,9 @@ def train(
     data = data or prepare(cfg, verbose=rank == 0)
     seed_everything(cfg.seed)
     model = build_model(cfg, data).to(device)
-    optimizer = make_optimizer(_param_groups(model, cfg), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
+    optimizer = make_optimizer(
+        _param_groups(model, cfg), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay
+    )
     scheduler = make_scheduler(optimizer, cfg.optim.decay, cfg.optim.decay_every)
     loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin)
     use_amp = cfg.amp and device.type == "cuda"
@@ -172,7 +174,12 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt.get("scaler", {}))
         set_rng_state(ckpt["rng"])
-        start_epoch, step, best, best_epoch = ckpt["epoch"] + 1, ckpt["step"], ckpt["best"], ckpt["best_epoch"]
+        start_epoch, step, best, best_epoch = (
+            ckpt["epoch"] + 1,
+            ckpt["step"],
+            ckpt["best"],
+            ckpt["best_epoch"],
+        )
         history = ckpt["history"]
     net: nn.Module = model
     if distributed:
@@ -187,7 +194,9 @@ def train(
         model.train()
         bar = tqdm(
             _epoch_batches(data, epoch, cfg.seed, cfg.batch_size, rank, world),
-            total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress or rank != 0,
             leave=False,
         )
         losses, t_epoch = [], time.time()
@@ -204,9 +213,13 @@ def train(
             step += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                               "train_loss": sum(losses) / max(1, len(losses)),
-                               "epoch_seconds": time.time() - t_epoch}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": sum(losses) / max(1, len(losses)),
+            "epoch_seconds": time.time() - t_epoch,
+        }
         if rank == 0 and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             val = evaluate(model, data.val or data.test, cfg.eval_batch_size) if data.val is not None else {}
             row.update({f"val_{k}": v for k, v in val.items()})
@@ -214,16 +227,28 @@ def train(
             score = val.get(cfg.select_metric, -math.inf)
             if score > best or best_epoch < 0:
                 best, best_epoch = score, epoch + 1
-                save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "config": cfg.to_dict(),
-                                                      "epoch": epoch, "val": val})
+                save_checkpoint(
+                    run_dir / "best.pt",
+                    {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch, "val": val},
+                )
         history.append(row)
         if rank == 0:
-            save_checkpoint(run_dir / "last.pt", {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "config": cfg.to_dict(), "epoch": epoch, "step": step, "best": best, "best_epoch": best_epoch,
-                "history": history,
-            })
+            save_checkpoint(
+                run_dir / "last.pt",
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(),
+                    "config": cfg.to_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                },
+            )
             _write_history(run_dir, history)
             if progress:
                 _print_row(row, cfg.select_metric)
@@ -236,9 +261,18 @@ def train(
         result.val = best_ckpt.get("val", {})
         result.test = evaluate(model, data.test, cfg.eval_batch_size)
         result.seconds = time.time() - t0
-        (run_dir / "results.json").write_text(json.dumps(
-            {"best_epoch": best_epoch, "val": result.val, "test": result.test, "seconds": result.seconds,
-             "config": cfg.to_dict()}, indent=2))
+        (run_dir / "results.json").write_text(
+            json.dumps(
+                {
+                    "best_epoch": best_epoch,
+                    "val": result.val,
+                    "test": result.test,
+                    "seconds": result.seconds,
+                    "config": cfg.to_dict(),
+                },
+                indent=2,
+            )
+        )
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -256,5 +290,7 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 def _print_row(row: dict[str, Any], metric: str) -> None:
     val = row.get(f"val_{metric}")
     extra = f"  val {metric} {val:.1f}" if val is not None else ""
-    tqdm.write(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}{extra}"
-               f"  ({row['epoch_seconds']:.1f} s)")
+    tqdm.write(
+        f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}{extra}"
+        f"  ({row['epoch_seconds']:.1f} s)"
+    )

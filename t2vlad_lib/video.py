@@ -71,7 +71,9 @@ def validate_video_batch(video: VideoBatch, expert_dims: dict[str, int]) -> None
         if x.dim() != 3 or x.shape[-1] != dim:
             raise ValueError(f"expert '{name}': expected features (B, T, {dim}), got {tuple(x.shape)}")
         if mask.shape != x.shape[:2]:
-            raise ValueError(f"expert '{name}': token mask {tuple(mask.shape)} != features {tuple(x.shape[:2])}")
+            raise ValueError(
+                f"expert '{name}': token mask {tuple(mask.shape)} != features {tuple(x.shape[:2])}"
+            )
         bad = ~torch.isfinite(x).all(dim=-1) & mask.bool()
         if bad.any():
             row = int(bad.any(dim=1).nonzero()[0])
@@ -95,7 +97,9 @@ class VideoEncoder(nn.Module):
         layers: self-attention layers (1 in the paper; the MMT-style baseline uses more).
     """
 
-    def __init__(self, expert_dims: dict[str, int], dim: int, heads: int = 4, dropout: float = 0.1, layers: int = 1):
+    def __init__(
+        self, expert_dims: dict[str, int], dim: int, heads: int = 4, dropout: float = 0.1, layers: int = 1
+    ):
         super().__init__()
         if not expert_dims:
             raise ValueError("VideoEncoder: need at least one expert")
@@ -105,7 +109,9 @@ class VideoEncoder(nn.Module):
         layer = nn.TransformerEncoderLayer(
             dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True
         )
-        self.attention = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+        self.attention = nn.TransformerEncoder(
+            layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        )
         self.geu = nn.ModuleDict({e: GatedEmbeddingUnit(d, dim) for e, d in expert_dims.items()})
 
     def local_tokens(self, video: VideoBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -141,7 +147,9 @@ class VideoEncoder(nn.Module):
         glob, avail = [], []
         for e in self.experts:
             present = video.token_mask[e].bool() & video.available[e].bool().unsqueeze(1)
-            pooled = masked_max(video.features[e].masked_fill(~present.unsqueeze(-1), 0.0), present)  # (B, D_e)
+            pooled = masked_max(
+                video.features[e].masked_fill(~present.unsqueeze(-1), 0.0), present
+            )  # (B, D_e)
             glob.append(self.geu[e](pooled))
             avail.append(present.any(1))
         return VideoTokens(tokens, mask, torch.stack(glob, 1), torch.stack(avail, 1), owner)

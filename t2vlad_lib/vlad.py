@@ -39,8 +39,9 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(dim=1, keepdim=True), filled, torch.zeros_like(filled))
 
 
-def kmeans(x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
-    """Plain Lloyd k-means with k-means++ seeding, for classic VLAD and notebook figures.
+def kmeans(x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0, n_init: int = 4) -> torch.Tensor:
+    """Lloyd k-means with k-means++ seeding, best of ``n_init`` restarts (lowest inertia), for classic
+    VLAD and notebook figures.
 
     Args:
         x: (N, D) points.
@@ -50,15 +51,30 @@ def kmeans(x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0) -
     if x.dim() != 2 or x.shape[0] < num_clusters:
         raise ValueError(f"kmeans: need (N, D) points with N >= K={num_clusters}, got {tuple(x.shape)}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    best, best_inertia = x[:num_clusters], math.inf
+    for _ in range(n_init):
+        centers = _lloyd(x, _kmeans_pp(x, num_clusters, gen), iters)
+        inertia = float(torch.cdist(x, centers).min(dim=1).values.pow(2).sum())
+        if inertia < best_inertia:
+            best, best_inertia = centers, inertia
+    return best
+
+
+def _kmeans_pp(x: torch.Tensor, num_clusters: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: each next center drawn with probability ~ squared distance to the chosen ones."""
     centers = x[torch.randint(x.shape[0], (1,), generator=gen)]
-    for _ in range(1, num_clusters):  # k-means++: next center with probability ~ squared distance
+    for _ in range(1, num_clusters):
         d2 = torch.cdist(x, centers).min(dim=1).values.pow(2)
         probs = (d2 / d2.sum()).cpu() if d2.sum() > 0 else torch.full((x.shape[0],), 1.0 / x.shape[0])
         centers = torch.cat([centers, x[torch.multinomial(probs, 1, generator=gen)]])
+    return centers
+
+
+def _lloyd(x: torch.Tensor, centers: torch.Tensor, iters: int) -> torch.Tensor:
     for _ in range(iters):
         assign = torch.cdist(x, centers).argmin(dim=1)
         new = torch.stack(
-            [x[assign == k].mean(0) if (assign == k).any() else centers[k] for k in range(num_clusters)]
+            [x[assign == k].mean(0) if (assign == k).any() else centers[k] for k in range(len(centers))]
         )
         if torch.allclose(new, centers):
             break

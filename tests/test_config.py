@@ -12,7 +12,12 @@ def test_profiles_load_and_match_the_paper_where_they_should():
     assert {"tutorial", "fast", "msrvtt-1ka"} <= set(available_profiles())
     paper = load_config("msrvtt-1ka")
     assert (paper.model["dim"], paper.model["num_clusters"], paper.batch_size) == (768, 9, 64)
-    assert (paper.loss.name, paper.loss.margin, paper.optim.name, paper.optim.lr) == ("max_margin", 0.02, "ranger", 1e-4)
+    assert (paper.loss.name, paper.loss.margin, paper.optim.name, paper.optim.lr) == (
+        "max_margin",
+        0.02,
+        "ranger",
+        1e-4,
+    )
     assert paper.text.model == "bert-base-uncased" and not paper.text.freeze
     for name in ("tutorial", "fast"):
         cfg = load_config(name)
@@ -21,7 +26,9 @@ def test_profiles_load_and_match_the_paper_where_they_should():
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config("fast", ["epochs=7", "model.num_clusters=16", "optim.lr=0.003", "data.experts=[motion]"])
+    cfg = load_config(
+        "fast", ["epochs=7", "model.num_clusters=16", "optim.lr=0.003", "data.experts=[motion]"]
+    )
     assert cfg.epochs == 7 and cfg.model["num_clusters"] == 16 and cfg.optim.lr == 0.003
     assert cfg.data.experts == ["motion"]
     assert load_config("fast", {"model.sharing": "separate"}).model["sharing"] == "separate"
@@ -71,7 +78,9 @@ def test_step_decay_schedule():
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
-        assert lrs[4] == pytest.approx(1.0) and lrs[5] == pytest.approx(0.9) and lrs[10] == pytest.approx(0.81)
+        assert (
+            lrs[4] == pytest.approx(1.0) and lrs[5] == pytest.approx(0.9) and lrs[10] == pytest.approx(0.81)
+        )
     with pytest.raises(ValueError, match="valid: ranger"):
         make_optimizer([p], "ranger2", 1.0, 0.0)
 
@@ -85,6 +94,7 @@ def test_checkpoint_atomic_truncated_and_mismatch(tmp_path):
     bad.write_bytes(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
         load_checkpoint(bad)
+
     # a failing write leaves the previous good file untouched and no temp file behind
     class Boom:
         def __reduce__(self):

@@ -205,3 +205,11 @@ def test_bad_input() -> None:
         v2t_metrics(sims, mask)
     with pytest.raises(ValueError, match="no queries"):
         ranks_to_metrics([])
+
+
+def test_a_tie_at_the_top_is_not_a_hit_at_one_as_in_ce():
+    # caption 0: its video ties with video 1 at the top -> rank 0.5; caption 1: strictly best -> rank 0
+    sims = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.5], [0.2, 0.1, 0.3]])
+    assert t2v_ranks(sims).tolist() == [0.5, 0.0, 0.0]
+    m = t2v_metrics(sims)
+    assert m["R1"] == pytest.approx(200 / 3) and m["R5"] == 100.0

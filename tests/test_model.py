@@ -59,7 +59,9 @@ def test_geu_unit_norm_and_formula():
     x = torch.randn(3, 5)
     y = geu.fc(x)
     bn = geu.bn
-    gate = torch.sigmoid((geu.gate(y) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias)
+    gate = torch.sigmoid(
+        (geu.gate(y) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    )
     assert torch.allclose(geu(x), F.normalize(y * gate, dim=-1), atol=1e-6)
     assert torch.allclose(geu(x).norm(dim=-1), torch.ones(3))
 
@@ -129,7 +131,9 @@ def test_similarity_over_cached_embeddings_equals_paired_forward(sharing):
     with torch.no_grad():
         full = model(text, video)
         # encode once per side, in chunks, then similarity: the dual-encoder path
-        t = T2VLAD.cat_text([model.encode_text(text.index(slice(0, 2))), model.encode_text(text.index(slice(2, 6)))])
+        t = T2VLAD.cat_text(
+            [model.encode_text(text.index(slice(0, 2))), model.encode_text(text.index(slice(2, 6)))]
+        )
         v = T2VLAD.cat_video([model.encode_video(video.index([k])) for k in range(5)])
         cached = model.similarity(t, v)
         assert full.shape == (6, 5)
@@ -211,7 +215,9 @@ def test_text_global_from_cls_uses_the_first_token_only():
         base = model.encode_text(text)
         text.states[:, 1:] += torch.randn_like(text.states[:, 1:])  # everything but [CLS] changes
         moved = model.encode_text(text)
-    assert torch.allclose(base.global_feats, moved.global_feats) and torch.allclose(base.weights, moved.weights)
+    assert torch.allclose(base.global_feats, moved.global_feats) and torch.allclose(
+        base.weights, moved.weights
+    )
     assert not torch.allclose(base.local, moved.local)
     with pytest.raises(ValueError, match="text_global_from"):
         ModelConfig(expert_dims=DIMS, text_global_from="mean")

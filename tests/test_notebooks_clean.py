@@ -32,7 +32,9 @@ def test_notebook_is_clean(path):
     size = path.stat().st_size
     assert size < 1_000_000, f"{path.name}: {size / 1e6:.2f} MB (keep under 1 MB)"
     nb = json.loads(path.read_text())
-    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernelspec must be python3"
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3", (
+        f"{path.name}: kernelspec must be python3"
+    )
     assert "widgets" not in nb["metadata"], f"{path.name}: saved widget state in metadata"
     code = [c for c in _cells(nb, "code") if _src(c).strip()]
     counts = [c.get("execution_count") for c in code]
@@ -48,7 +50,9 @@ def test_notebook_is_clean(path):
 def test_notebook_structure(path):
     nb = json.loads(path.read_text())
     header = _src(nb["cells"][0])
-    assert nb["cells"][0]["cell_type"] == "markdown" and header.lstrip().startswith("#"), f"{path.name}: no title"
+    assert nb["cells"][0]["cell_type"] == "markdown" and header.lstrip().startswith("#"), (
+        f"{path.name}: no title"
+    )
     for needle in ("What you will build", "Prerequisites", "T2VLAD_FAST"):
         assert needle in header, f"{path.name}: header lacks '{needle}'"
     assert re.search(r"\d+\s*(s|min|seconds|minutes)\b", header), f"{path.name}: header states no run time"

@@ -24,8 +24,15 @@ FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
 
 def small(out_dir, **extra):
     over = {
-        "data.dataset": str(SAMPLE), "text.model": "tiny-random-bert", "epochs": 3, "batch_size": 8,
-        "eval_batch_size": 16, "model.dim": 16, "model.num_clusters": 3, "out_dir": str(out_dir), "device": "cpu",
+        "data.dataset": str(SAMPLE),
+        "text.model": "tiny-random-bert",
+        "epochs": 3,
+        "batch_size": 8,
+        "eval_batch_size": 16,
+        "model.dim": 16,
+        "model.num_clusters": 3,
+        "out_dir": str(out_dir),
+        "device": "cpu",
     }
     over.update(extra)
     return [f"{k}={v}" for k, v in over.items()]
@@ -33,8 +40,14 @@ def small(out_dir, **extra):
 
 def _cli(args, env=None, check=True):
     env = {**os.environ, "T2VLAD_CACHE": env or os.environ.get("T2VLAD_CACHE", ""), "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([sys.executable, "-m", "t2vlad_lib", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "t2vlad_lib", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -79,8 +92,14 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
 def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path):
     run = tmp_path / "run"
     train(load_config("fast", small(run, epochs=1)), progress=False)
-    with pytest.raises(CheckpointError, match=r"mismatching keys: model.num_clusters: 3 in checkpoint vs 4 now"):
-        train(load_config("fast", small(run, epochs=2, **{"model.num_clusters": 4})), resume=True, progress=False)
+    with pytest.raises(
+        CheckpointError, match=r"mismatching keys: model.num_clusters: 3 in checkpoint vs 4 now"
+    ):
+        train(
+            load_config("fast", small(run, epochs=2, **{"model.num_clusters": 4})),
+            resume=True,
+            progress=False,
+        )
     good = (run / "best.pt").read_bytes()
     data = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 3])
@@ -101,8 +120,22 @@ def test_cli_config_errors_are_one_clear_line(tmp_path):
 def test_ddp_on_gloo_with_two_processes(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "t2vlad_lib", "train", "--profile", "fast", "--quiet", "--set"] + small(out, epochs=2)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "t2vlad_lib",
+        "train",
+        "--profile",
+        "fast",
+        "--quiet",
+        "--set",
+    ] + small(out, epochs=2)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     history = json.loads((out / "history.json").read_text())
@@ -113,13 +146,24 @@ def test_ddp_on_gloo_with_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_msrvtt_profile_runs_a_few_steps_on_the_released_layout_fixture(tmp_path):
-    cfg = load_config("msrvtt-1ka", {
-        "data.dataset": str(FIXTURE), "data.val_holdout": 2, "text.model": "tiny-random-bert",
-        "model.text_proj": True, "epochs": 1, "batch_size": 3, "out_dir": str(tmp_path / "paper"), "device": "cpu",
-    })
+    cfg = load_config(
+        "msrvtt-1ka",
+        {
+            "data.dataset": str(FIXTURE),
+            "data.val_holdout": 2,
+            "text.model": "tiny-random-bert",
+            "model.text_proj": True,
+            "epochs": 1,
+            "batch_size": 3,
+            "out_dir": str(tmp_path / "paper"),
+            "device": "cpu",
+        },
+    )
     assert cfg.model["dim"] == 768 and cfg.loss.name == "max_margin" and not cfg.text.freeze
     res = train(cfg, progress=False)
     ckpt = load_checkpoint(res.run_dir / "best.pt")
-    assert any(k.startswith("text_encoder.") for k in ckpt["model"])  # fine-tuned encoder is part of the model
+    assert any(
+        k.startswith("text_encoder.") for k in ckpt["model"]
+    )  # fine-tuned encoder is part of the model
     assert ckpt["model"]["video_encoder.proj.rgb.weight"].shape == (768, 2048)
     assert res.history[0]["step"] == 2 and set(res.test) >= {"t2v_R1", "v2t_R1"}

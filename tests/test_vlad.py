@@ -155,13 +155,22 @@ def test_classic_vlad_against_loop_and_kmeans_recovers_blobs():
     pts = torch.cat([c + 0.3 * torch.randn(40, 2, generator=g) for c in true])
     centers = kmeans(pts, 3, seed=1)
     assert torch.cdist(true, centers).min(1).values.max() < 0.3
+    # overlapping blobs where a single seeded run can merge two of them: restarts keep the best inertia
+    close = torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, 3.0]])
+    blobs = torch.cat([c + 0.6 * torch.randn(60, 2, generator=g) for c in close])
+    for seed in range(4):
+        assert torch.cdist(close, kmeans(blobs, 3, seed=seed)).min(1).values.max() < 0.5
     x = pts[torch.randperm(120, generator=g)[:10]].view(2, 5, 2)
     out = vlad(x, centers)
     for b in range(2):
         blocks = []
         for k in range(3):
             r = sum(
-                ((x[b, i] - centers[k]) for i in range(5) if torch.cdist(x[b, i : i + 1], centers).argmin() == k),
+                (
+                    (x[b, i] - centers[k])
+                    for i in range(5)
+                    if torch.cdist(x[b, i : i + 1], centers).argmin() == k
+                ),
                 torch.zeros(2),
             )
             blocks.append(F.normalize(r, dim=0))
