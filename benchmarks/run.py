@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                   # everything, ~10 min on 2 cores
     python -m benchmarks.run --quick           # smaller sizes, ~1 min
-    python -m benchmarks.run --only retrieval  # one of: video_encoding evaluation similarity retrieval
+    python -m benchmarks.run --only retrieval  # or video_encoding, evaluation, similarity, training
 
 Ratios are of medians of contenders run interleaved in one process; absolute times depend on the load.
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from . import efficiency, retrieval
 from .common import RESULTS, machine_info, markdown_table, write_section
+from .train_throughput import train_throughput
 
 
 def _stamp(quick: bool, seconds: float) -> str:
@@ -95,11 +96,23 @@ def retrieval_bench(quick: bool) -> tuple[dict, str]:
     return res, text
 
 
+def training(quick: bool) -> tuple[dict, str]:
+    row = train_throughput("tutorial", steps=10 if quick else 40)
+    text = (
+        "### 5. Training throughput of the `tutorial` profile\n\n"
+        "The trainer's step (batch assembly from the cached data, forward on the (B, B) matrix, loss, "
+        "backward, clipping, Ranger step) on DigitClips with cached MiniLM token states, after a warm-up. "
+        "Peak RSS is the whole process (data, cached token states, model).\n\n" + markdown_table([row])
+    )
+    return row, text
+
+
 BENCHMARKS: dict[str, Callable[[bool], tuple[dict, str]]] = {
     "video_encoding": video_encoding,
     "evaluation": evaluation,
     "similarity": similarity,
     "retrieval": retrieval_bench,
+    "training": training,
 }
 
 

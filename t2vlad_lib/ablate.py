@@ -134,8 +134,8 @@ def ablate(
     root.mkdir(parents=True, exist_ok=True)
     data = prepare(_config(profile, {}, seeds[0], extra))  # data do not depend on the variant or seed
     rows = []
-    for name, overrides in variants.items():
-        for seed in seeds:
+    for seed in seeds:  # seed-major: an interrupted sweep already has every variant of the first seeds
+        for name, overrides in variants.items():
             metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             rows.append({"variant": name, "seed": seed, **metrics})
             if progress:
