@@ -157,8 +157,14 @@ def load_text_model(name: str, allow_download: bool = True) -> tuple[nn.Module, 
     if name == TINY_RANDOM_BERT:
         from transformers import AutoTokenizer, BertConfig, BertModel
 
-        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=128)
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
         tokenizer = AutoTokenizer.from_pretrained(_minilm_dir(), local_files_only=True)
         return BertModel(config), tokenizer, TINY_RANDOM_BERT
     resolved = resolve_text_model(name, allow_download)  # fails fast, before the ~2 s transformers import
@@ -200,7 +206,7 @@ def _layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def tokenize_captions(tokenizer: Any, captions: list[str], max_len: int) -> TextBatch:
+def tokenize_captions(tokenizer: Any, captions: list[str], max_len: int, _stacklevel: int = 2) -> TextBatch:
     """Tokenise to a fixed length: input_ids / attention_mask (B, L = max_len), [CLS] ... [SEP] [PAD] ...
 
     Lower-casing is the tokenizer's job (uncased vocabularies). Captions longer than ``max_len`` tokens
@@ -220,7 +226,7 @@ def tokenize_captions(tokenizer: Any, captions: list[str], max_len: int) -> Text
         warnings.warn(
             f"{len(cut)} of {len(captions)} captions exceed max_len={max_len} tokens and were "
             f"truncated, e.g. {captions[cut[0]]!r}",
-            stacklevel=2,
+            stacklevel=_stacklevel,
         )
     return TextBatch(
         input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], captions=list(captions)
@@ -311,7 +317,7 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, captions: list[str], max_len: int) -> TextBatch:
         """Captions -> :class:`TextBatch` with input_ids / attention_mask (B, L = max_len)."""
-        return tokenize_captions(self.tokenizer, captions, max_len)
+        return tokenize_captions(self.tokenizer, captions, max_len, _stacklevel=3)
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

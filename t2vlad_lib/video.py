@@ -50,7 +50,8 @@ class VideoTokens:
     """What the video encoder gives T2VLAD and the global alignment.
 
     tokens: (B, M, D) contextual local tokens; token_mask: (B, M) bool;
-    global_feats: (B, E, D) unit-norm global expert features; available: (B, E) bool;
+    global_feats: (B, E, D) unit-norm global expert features (a missing expert still gets one, the GEU of
+    zeros; ``available`` keeps it out of every similarity); available: (B, E) bool;
     expert_of_token: (M,) long, the expert index of each token position (for plots).
     """
 

@@ -39,7 +39,9 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(dim=1, keepdim=True), filled, torch.zeros_like(filled))
 
 
-def kmeans(x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0, n_init: int = 4) -> torch.Tensor:
+def kmeans(
+    x: torch.Tensor, num_clusters: int, iters: int = 50, seed: int = 0, n_init: int = 4
+) -> torch.Tensor:
     """Lloyd k-means with k-means++ seeding, best of ``n_init`` restarts (lowest inertia), for classic
     VLAD and notebook figures.
 
