@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig
+from .config import TrainConfig, config_diff
 from .evaluate import evaluate
 from .losses import make_ranking_loss
 from .model import T2VLAD
@@ -36,7 +36,7 @@ from .optim import Lookahead, make_optimizer, make_scheduler
 from .pipeline import Prepared, prepare
 from .utils import get_device, seed_everything
 
-__all__ = ["train", "TrainResult", "build_model", "assignment_stats"]
+__all__ = ["train", "train_or_load", "TrainResult", "build_model", "assignment_stats"]
 
 
 @dataclass
@@ -85,6 +85,7 @@ def assignment_stats(model: T2VLAD, data: Prepared, max_items: int = 512) -> dic
 
     evalset = data.val or data.test
     dev = _device(model)
+    was_training = model.training
     model.eval()
     text = evalset.texts.index(slice(0, max_items)).to(dev)
     video = evalset.videos.index(slice(0, max_items)).to(dev)
@@ -100,6 +101,7 @@ def assignment_stats(model: T2VLAD, data: Prepared, max_items: int = 512) -> dic
         p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
         out[f"{side}_entropy"] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
         out[f"{side}_usage"] = (a.sum(0) / a.sum()).tolist()
+    model.train(was_training)
     return out
 
 
@@ -294,3 +296,26 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
         f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}{extra}"
         f"  ({row['epoch_seconds']:.1f} s)"
     )
+
+
+def train_or_load(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True):
+    """The notebooks' train-or-load: reuse ``<run_dir>/best.pt`` when a finished run of this config is
+    there, else train. Returns (model in eval mode with the best weights, prepared data, results dict).
+
+    A finished run is one whose ``results.json`` holds the same config (runtime-only keys aside).
+    """
+    from .checkpoint import RUNTIME_KEYS
+
+    results = cfg.run_dir() / "results.json"
+    saved = json.loads(results.read_text()) if results.exists() else None
+    same = saved is not None and not [
+        k for k in config_diff(saved.get("config", {}), json.loads(json.dumps(cfg.to_dict())))
+        if k.split(".")[0] not in RUNTIME_KEYS
+    ]
+    if not same:
+        train(cfg, progress=progress, data=data)
+        saved = json.loads(results.read_text())
+    data = data or prepare(cfg, verbose=progress)
+    model = build_model(cfg, data)
+    model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
+    return model.eval(), data, saved

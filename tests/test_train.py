@@ -167,3 +167,25 @@ def test_msrvtt_profile_runs_a_few_steps_on_the_released_layout_fixture(tmp_path
     )  # fine-tuned encoder is part of the model
     assert ckpt["model"]["video_encoder.proj.rgb.weight"].shape == (768, 2048)
     assert res.history[0]["step"] == 2 and set(res.test) >= {"t2v_R1", "v2t_R1"}
+
+
+def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
+    from t2vlad_lib import train as train_module
+
+    cfg = load_config("fast", small(tmp_path / "tol", epochs=1))
+    model, data, res = train_module.train_or_load(cfg, progress=False)
+    assert not model.training and res["best_epoch"] == 1
+
+    def boom(*a, **k):
+        raise AssertionError("a finished run must be loaded, not retrained")
+
+    monkeypatch.setattr(train_module, "train", boom)
+    again, _, res2 = train_module.train_or_load(cfg, data=data, progress=False)
+    assert res2["test"] == res["test"]
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+    other = load_config("fast", small(tmp_path / "tol", epochs=1, **{"model.num_clusters": 4}))
+    with pytest.raises(AssertionError, match="must be loaded"):  # another config: it would retrain
+        train_module.train_or_load(other, data=data, progress=False)
