@@ -9,6 +9,9 @@ gradient clipping, lr x0.9 every 5 epochs. After each epoch: evaluation on the v
 row in ``history.csv``/``history.json``, ``last.pt`` (atomic) and ``best.pt`` when the validation
 score improved. Model selection uses the validation split only; the test split is evaluated once, with
 the best checkpoint, at the end (the public code selects on the 1k-A test list).
+
+``cfg.arch`` picks the model (T2VLAD, or a baseline of ``baselines.py``); ``cfg.distill.weight > 0`` adds
+the similarity-distillation term of ``distill.py`` against a frozen teacher checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from .baselines import BaselineConfig, MeanPool, MMTStyle
 from .checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, config_diff
 from .evaluate import evaluate
@@ -63,9 +67,14 @@ def _maybe_init_distributed(device: torch.device) -> bool:
     return True
 
 
-def build_model(cfg: TrainConfig, data: Prepared) -> T2VLAD:
-    """The T2VLAD model of a config, with the text encoder inside when it is fine-tuned."""
-    return T2VLAD(cfg.model_config(data.expert_dims, data.text_dim), text_encoder=data.text_encoder)
+def build_model(cfg: TrainConfig, data: Prepared) -> nn.Module:
+    """The model of ``cfg.arch`` (T2VLAD, CE-style T2VLAD preset, MMT-style or mean pooling), with the text
+    encoder inside when it is fine-tuned. Baselines read only their keys of ``cfg.model``."""
+    if cfg.arch in ("t2vlad", "ce"):
+        return T2VLAD(cfg.model_config(data.expert_dims, data.text_dim), text_encoder=data.text_encoder)
+    cls = {"mmt": MMTStyle, "meanpool": MeanPool}[cfg.arch]
+    keys = {k: v for k, v in cfg.model.items() if k in BaselineConfig.__dataclass_fields__}
+    return cls(BaselineConfig(data.expert_dims, data.text_dim, **keys), text_encoder=data.text_encoder)
 
 
 def _param_groups(model: T2VLAD, cfg: TrainConfig) -> list[dict]:
@@ -80,9 +89,12 @@ def _param_groups(model: T2VLAD, cfg: TrainConfig) -> list[dict]:
 @torch.no_grad()
 def assignment_stats(model: T2VLAD, data: Prepared, max_items: int = 512) -> dict[str, Any]:
     """Mean assignment entropy (nats, over the K real centers renormalised) and center usage of the
-    text and video tokens of up to ``max_items`` validation items: are some centers dead?"""
+    text and video tokens of up to ``max_items`` validation items: are some centers dead?
+    Empty for models without a VLAD (the baselines)."""
     from .evaluate import _device
 
+    if not isinstance(model, T2VLAD):
+        return {}
     evalset = data.val or data.test
     dev = _device(model)
     was_training = model.training
@@ -162,7 +174,12 @@ def train(
         _param_groups(model, cfg), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay
     )
     scheduler = make_scheduler(optimizer, cfg.optim.decay, cfg.optim.decay_every)
-    loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin)
+    loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
+    teacher = None
+    if cfg.distill.weight > 0:
+        from .distill import load_teacher, similarity_distillation_loss
+
+        teacher = load_teacher(cfg.distill.teacher, data, device)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -205,20 +222,26 @@ def train(
         for text, video in bar:
             if crash_at_step is not None and step == crash_at_step:
                 os.kill(os.getpid(), signal.SIGKILL)
+            text, video = text.to(device), video.to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                sims = net(text.to(device), video.to(device))
+                sims = net(text, video)
             loss = loss_fn(sims.float())
+            if teacher is not None:  # similarity distillation (distill.py), the teacher frozen
+                loss = loss + cfg.distill.weight * similarity_distillation_loss(
+                    sims.float(), teacher(text, video), cfg.distill.temperature, teacher.temperature
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             _optimizer_step(optimizer, scaler, model, cfg.optim.grad_clip)
             losses.append(loss.item())
             step += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
         scheduler.step()
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": step,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "train_loss": sum(losses) / max(1, len(losses)),
             "epoch_seconds": time.time() - t_epoch,
         }
