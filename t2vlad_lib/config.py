@@ -3,8 +3,15 @@
     cfg = load_config("tutorial", overrides=["epochs=3", "model.num_clusters=16"])
 
 Profiles: ``tutorial`` (DigitClips on a CPU in minutes), ``fast`` (tests and notebooks under
-``T2VLAD_FAST=1``), ``msrvtt-1ka`` (the paper: MSRVTT 1k-A features, BERT-base fine-tuned, D=768, K=9).
+``T2VLAD_FAST=1``), ``msrvtt-1ka`` (the paper: MSRVTT 1k-A features, BERT-base fine-tuned, D=768, K=9),
+and, by path, ``configs/extra/etva-msrvtt.yaml`` (msrvtt-1ka with ALBERT-base as the text encoder,
+ETVA; untested here: needs the albert-base-v2 weights).
 A profile file may be a path too. Unknown keys are an error that lists the valid ones.
+
+``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``t2vlad_lib.baselines``).
+Keys added after the first release (``arch``, ``data.caption_noise``, ``loss.temperature``, ``distill``)
+are left out of :meth:`TrainConfig.to_dict` while they hold their defaults, so the configs saved in older
+run directories still match (``train_or_load``, resume).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .baselines import ARCH_PRESETS, ARCHES
 from .model import ModelConfig
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "TextSection",
     "OptimSection",
     "LossSection",
+    "DistillSection",
     "load_config",
     "PROFILES_DIR",
     "available_profiles",
@@ -41,7 +50,9 @@ class DataSection:
     "msrvtt-1ka"; None = the dataset's default). experts: which experts to use (None = all found).
     max_segments: per-expert cap on T_e (longer sequences are sampled uniformly or truncated).
     fast: DigitClips size (None = follow T2VLAD_FAST). val_holdout: videos held out of train for
-    model selection when the layout has no validation list (MSRVTT 1k-A)."""
+    model selection when the layout has no validation list (MSRVTT 1k-A). caption_noise: fraction of the
+    training captions replaced by another training video's caption (deterministic by ``seed``; a noisy-
+    label experiment for similarity distillation, ``pipeline.corrupt_captions``; val/test stay clean)."""
 
     dataset: str = "digitclips"
     layout: str | None = None
@@ -52,6 +63,7 @@ class DataSection:
     fast: bool | None = None
     val_holdout: int = 0
     test_protocol: str = "fixed"
+    caption_noise: float = 0.0
 
 
 @dataclass
@@ -81,15 +93,32 @@ class OptimSection:
 
 @dataclass
 class LossSection:
-    """name: "max_margin" (paper, margin 0.02) | "hardest" (VSE++, the port's margin 0.2)."""
+    """name: "max_margin" (paper, margin 0.02) | "hardest" (VSE++, the port's margin 0.2) | "infonce"
+    (symmetric InfoNCE, CLIP4Clip; ``margin`` unused). temperature: InfoNCE's tau (None = 0.05)."""
 
     name: str = "max_margin"
     margin: float = 0.02
+    temperature: float | None = None
+
+
+@dataclass
+class DistillSection:
+    """Similarity distillation (CLIP2TV, ``t2vlad_lib.distill``): loss += weight * KL(teacher || student)
+    of the in-batch similarity distributions at ``temperature``. weight 0 = off. teacher: a checkpoint of a
+    frozen teacher, a trainer ``best.pt`` (dual encoder) or ``matching.train_matching``'s ``matching.pt``."""
+
+    weight: float = 0.0
+    temperature: float = 0.05
+    teacher: str | None = None
 
 
 @dataclass
 class TrainConfig:
+    """The run. arch: "t2vlad" (the paper) | "ce" (T2VLAD global-only with [CLS] text, CE-style) | "mmt"
+    (MMT-style transformer over expert tokens) | "meanpool" (CLIP4Clip meanP); see ``baselines``."""
+
     profile: str = "custom"
+    arch: str = "t2vlad"
     seed: int = 0
     epochs: int = 150
     batch_size: int = 64
@@ -105,18 +134,60 @@ class TrainConfig:
     text: TextSection = field(default_factory=TextSection)
     optim: OptimSection = field(default_factory=OptimSection)
     loss: LossSection = field(default_factory=LossSection)
+    distill: DistillSection = field(default_factory=DistillSection)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHES:
+            raise ValueError(f"arch: unknown {self.arch!r}; valid: {', '.join(ARCHES)}")
+        for key, value in ARCH_PRESETS.get(self.arch, {}).items():
+            if key in self.model and self.model[key] != value:
+                raise ValueError(f"arch={self.arch!r} fixes model.{key}={value!r}; the config sets "
+                                 f"{self.model[key]!r}")
+        if not 0.0 <= self.data.caption_noise < 1.0:
+            raise ValueError(
+                f"data.caption_noise: expected a fraction in [0, 1), got {self.data.caption_noise}"
+            )
+        if self.distill.weight < 0 or (self.distill.weight > 0 and not self.distill.teacher):
+            raise ValueError(f"distill: weight {self.distill.weight} needs weight >= 0 and, when > 0, "
+                             "a teacher checkpoint (distill.teacher=path/to/best.pt)")
+        if not self.distill.temperature > 0:
+            raise ValueError(f"distill.temperature: expected > 0, got {self.distill.temperature}")
 
     def run_dir(self) -> Path:
         return Path(self.out_dir.format(profile=self.profile, seed=self.seed))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Nested dict; keys added after the first release are omitted while at their defaults."""
+        out = asdict(self)
+        for path, default in _LATER_KEYS:
+            node = out
+            for k in path[:-1]:
+                node = node[k]
+            if node[path[-1]] == default:
+                del node[path[-1]]
+        return out
 
     def model_config(self, expert_dims: dict[str, int], text_dim: int) -> ModelConfig:
-        return ModelConfig(expert_dims=expert_dims, text_dim=text_dim, **self.model)
+        """The T2VLAD :class:`ModelConfig` ("t2vlad", or "ce" with its preset applied)."""
+        return ModelConfig(expert_dims=expert_dims, text_dim=text_dim,
+                           **{**self.model, **ARCH_PRESETS.get(self.arch, {})})
 
 
-SECTIONS = {"data": DataSection, "text": TextSection, "optim": OptimSection, "loss": LossSection}
+_LATER_KEYS: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("arch",), "t2vlad"),
+    (("data", "caption_noise"), 0.0),
+    (("loss", "temperature"), None),
+    (("distill",), asdict(DistillSection())),
+)
+
+
+SECTIONS = {
+    "data": DataSection,
+    "text": TextSection,
+    "optim": OptimSection,
+    "loss": LossSection,
+    "distill": DistillSection,
+}
 
 
 def _check_keys(given: dict, valid: tuple[str, ...] | list[str], where: str) -> None:

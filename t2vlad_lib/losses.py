@@ -32,7 +32,7 @@ __all__ = [
     "make_ranking_loss",
 ]
 
-LOSS_NAMES: tuple[str, ...] = ("max_margin", "hardest")
+LOSS_NAMES: tuple[str, ...] = ("max_margin", "hardest", "infonce")
 DEFAULT_MARGINS: dict[str, float] = {"max_margin": 0.02, "hardest": 0.2}
 
 
@@ -195,15 +195,19 @@ class InfoNCELoss(nn.Module):
         return f"temperature={self.temperature}"
 
 
-def make_ranking_loss(name: str, margin: float | None = None) -> nn.Module:
+def make_ranking_loss(name: str, margin: float | None = None, temperature: float | None = None) -> nn.Module:
     """Build a ranking loss by config name.
 
     Args:
-        name: "max_margin" (paper, default margin 0.02) or "hardest" (VSE++ / port, default margin 0.2).
+        name: "max_margin" (paper, default margin 0.02), "hardest" (VSE++ / port, default margin 0.2) or
+            "infonce" (symmetric InfoNCE, the mean-pooling baseline's loss; ``margin`` is ignored).
         margin: overrides the default when not None.
+        temperature: InfoNCE's tau (None = 0.05); ignored by the margin losses.
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"loss name: unknown {name!r}; valid names are {', '.join(LOSS_NAMES)}")
+    if name == "infonce":
+        return InfoNCELoss(0.05 if temperature is None else temperature)
     m = DEFAULT_MARGINS[name] if margin is None else margin
     if name == "max_margin":
         return MaxMarginRankingLoss(m)

@@ -29,7 +29,7 @@ from .evaluate import EvalSet
 from .text import TextEncoder, encode_captions_cached
 from .utils import cache_dir, is_fast
 
-__all__ = ["Prepared", "prepare", "dataset_root", "holdout"]
+__all__ = ["Prepared", "prepare", "dataset_root", "holdout", "corrupt_captions"]
 
 
 def dataset_root(cfg: TrainConfig) -> Path:
@@ -66,6 +66,45 @@ def holdout(split: SplitData, n: int) -> tuple[SplitData, SplitData]:
         )
 
     return part(slice(0, len(split) - n), "train"), part(slice(len(split) - n, None), "val")
+
+
+def corrupt_captions(
+    video_captions: list[list[int]], fraction: float, seed: int = 0
+) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Swap ``round(fraction * N)`` of the N caption slots with captions of other videos (noisy labels).
+
+    The chosen slots are grouped by video in a random video order and each takes the caption of the slot
+    g places further round the cycle (g = the most slots chosen in one video), so every chosen slot gets a
+    caption of *another* video and the multiset of captions is unchanged. Deterministic in ``seed``.
+
+    Args:
+        video_captions: per video, its caption ids (``RetrievalDataset.video_captions``).
+    Returns:
+        the new per-video lists and the (video, slot) positions that were changed.
+    Raises:
+        ValueError: fraction outside [0, 1), or no derangement across videos exists for this choice.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"caption_noise: expected a fraction in [0, 1), got {fraction}")
+    slots = [(v, j) for v, caps in enumerate(video_captions) for j in range(len(caps))]
+    n = round(fraction * len(slots))
+    out = [list(caps) for caps in video_captions]
+    if n == 0:
+        return out, []
+    gen = torch.Generator().manual_seed(seed * 7919 + 17)
+    chosen = [slots[i] for i in torch.randperm(len(slots), generator=gen)[:n].tolist()]
+    rank = torch.randperm(len(video_captions), generator=gen).tolist()  # random video order
+    chosen.sort(key=lambda s: (rank[s[0]], s[1]))
+    g = max(sum(1 for s in chosen if s[0] == v) for v in {s[0] for s in chosen})
+    if 2 * g > n:
+        raise ValueError(
+            f"caption_noise={fraction}: {n} chosen captions, {g} of them from one video; no swap with "
+            "other videos exists (use a larger fraction or more videos)"
+        )
+    for i, (v, j) in enumerate(chosen):
+        src_v, src_j = chosen[(i + g) % n]
+        out[v][j] = video_captions[src_v][src_j]
+    return out, chosen
 
 
 @dataclass
@@ -171,6 +210,11 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
         verbose=verbose,
     )
     train = RetrievalDataset(train_split, encoder.tokenizer, train=True, **kw)
+    if cfg.data.caption_noise:  # noisy-label experiments: training captions only, val / test stay clean
+        noise = cfg.data.caption_noise
+        train.video_captions, swapped = corrupt_captions(train.video_captions, noise, cfg.seed)
+        if verbose:
+            print(f"{root.name}/train: caption_noise={noise}: {len(swapped)} captions swapped")
     val = RetrievalDataset(val_split, encoder.tokenizer, **kw) if val_split is not None else None
     test = RetrievalDataset(test_split, encoder.tokenizer, protocol=protocol, **kw)
     # every split pads each expert to the same T_e as the training set

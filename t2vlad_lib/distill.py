@@ -1,0 +1,127 @@
+"""Similarity distillation (CLIP2TV, Gao et al. 2021, arXiv 2111.05610, "similarity distillation"): soft
+targets for the dual encoder's in-batch ranking from a teacher's similarity distribution.
+
+Vocabulary: B_t texts and B_v videos of a batch (B_t = B_v = B in training), S the student's (B_t, B_v)
+similarities, T the teacher's.
+
+A noisy caption (a vague or wrong description) makes its true video a bad one-hot target and other videos
+false negatives; a teacher that has seen the whole data set spreads its probability over what really
+matches. With p = softmax(T / tau_t) and q = softmax(S / tau) over each row (text -> videos) and each column
+(video -> texts):
+
+    L_distill = 1/2 [ (1/B_t) sum_i KL(p_i. || q_i.) + (1/B_v) sum_j KL(p_.j || q_.j) ]
+
+added to the ranking loss as ``weight * L_distill`` (``distill`` config section; weight 0 = off).
+Deviations from CLIP2TV: the teacher is a separately trained frozen model (a dual-encoder checkpoint, or the
+matching head of ``matching.py``), not trained jointly; no tau^2 factor (Hinton et al.) - fold it in
+``weight``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .batch import TextBatch, VideoBatch
+
+__all__ = ["similarity_distillation_loss", "SimilarityTeacher", "load_teacher"]
+
+
+def _check(student: Tensor, teacher: Tensor) -> None:
+    if student.ndim != 2 or student.shape != teacher.shape:
+        raise ValueError(
+            f"distillation: student {tuple(student.shape)} and teacher {tuple(teacher.shape)} "
+            "must be the same (B_t, B_v) similarity matrix"
+        )
+    for name, x in (("student", student), ("teacher", teacher)):
+        if not bool(torch.isfinite(x).all()):
+            i, j = (~torch.isfinite(x)).nonzero()[0].tolist()
+            raise ValueError(f"distillation: non-finite {name} similarity at [{i}, {j}]")
+
+
+def similarity_distillation_loss(
+    student: Tensor, teacher: Tensor, temperature: float = 0.05, teacher_temperature: float | None = None
+) -> Tensor:
+    """KL(teacher || student) of the row and column softmax distributions, averaged (module docstring).
+
+    Args:
+        student: (B_t, B_v) student similarities S (gradients flow here).
+        teacher: (B_t, B_v) teacher similarities or logits T (detached).
+        temperature: tau of the student. teacher_temperature: tau_t (None = tau; 1.0 for logits).
+    Returns:
+        scalar tensor, >= 0, 0 iff the distributions agree.
+    """
+    _check(student, teacher)
+    tau = float(temperature)
+    tau_t = tau if teacher_temperature is None else float(teacher_temperature)
+    if not (tau > 0 and tau_t > 0):
+        raise ValueError(f"distillation: temperatures must be > 0, got {tau}, {tau_t}")
+    s, t = student.float() / tau, teacher.detach().float() / tau_t
+    rows = F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), reduction="batchmean", log_target=True)
+    cols = F.kl_div(F.log_softmax(s.T, 1), F.log_softmax(t.T, 1), reduction="batchmean", log_target=True)
+    return 0.5 * (rows + cols)
+
+
+class SimilarityTeacher(nn.Module):
+    """A frozen teacher giving (B_t, B_v) targets for a batch.
+
+    ``kind == "dual"``: a trained dual encoder, T = model(text, video) (compared at the student's tau).
+    ``kind == "matching"``: the cross-encoder of ``matching.py`` over all B_t * B_v pairs, T = match logits
+    (``temperature`` 1: they are already logits).
+    """
+
+    def __init__(self, dual: nn.Module, head: nn.Module | None = None):
+        super().__init__()
+        self.dual, self.head = dual.eval().requires_grad_(False), head
+        if head is not None:
+            head.eval().requires_grad_(False)
+        self.kind = "dual" if head is None else "matching"
+        self.temperature: float | None = None if head is None else 1.0
+
+    def train(self, mode: bool = True) -> SimilarityTeacher:
+        return super().train(False)  # always frozen, BatchNorm statistics and dropout included
+
+    @torch.no_grad()
+    def forward(self, text: TextBatch, video: VideoBatch) -> Tensor:
+        """(B_t, L) captions x (B_v) videos -> (B_t, B_v) teacher similarities or logits."""
+        if self.head is None:
+            return self.dual(text, video)
+        from .matching import all_pair_logits, text_side, video_side
+
+        return all_pair_logits(self.head, *text_side(self.dual, text), *video_side(self.dual, video))
+
+
+def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> SimilarityTeacher:
+    """A :class:`SimilarityTeacher` from a trainer checkpoint (``best.pt``) or a ``matching.pt``.
+
+    ``data`` is the student's ``Prepared``: the teacher must accept its batches (same experts, same text
+    states width); a mismatch raises ValueError naming the checkpoint.
+    """
+    from .checkpoint import load_checkpoint
+    from .config import from_dict
+    from .train import build_model
+
+    ckpt = load_checkpoint(path, map_location=device)
+    matching = ckpt.get("kind") == "matching"
+    cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
+    if data.text_encoder is not None:  # fine-tuned text encoder: the teacher gets its own copy
+        data = dataclasses.replace(data, text_encoder=copy.deepcopy(data.text_encoder))
+    dual = build_model(cfg, data)
+    try:
+        dual.load_state_dict(ckpt["dual"] if matching else ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"teacher {path}: its model does not fit this run's data (experts, text width): {str(err)[:300]}"
+        ) from None
+    head = None
+    if matching:
+        from .matching import MatchingHead
+
+        head = MatchingHead(**ckpt["head_config"])
+        head.load_state_dict(ckpt["head"])
+    return SimilarityTeacher(dual, head).to(device)
