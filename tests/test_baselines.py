@@ -1,11 +1,11 @@
 """Baselines (MMT-style, CE-style preset, mean pooling), the ETVA ALBERT text path, the new config keys,
 and a 1-epoch trainer run of each architecture on the shipped 64-video DigitClips sample."""
 
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import small_run
 
 from t2vlad_lib.alignment import pairwise_global_similarity
 from t2vlad_lib.baselines import BaselineConfig, MeanPool, MMTStyle
@@ -15,8 +15,6 @@ from t2vlad_lib.index import chunked_topk
 from t2vlad_lib.losses import InfoNCELoss, make_ranking_loss
 from t2vlad_lib.model import T2VLAD, ModelConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data_samples" / "digitclips-sample"
 DIMS = {"appearance": 7, "motion": 5, "audio": 4}
 
 
@@ -219,16 +217,7 @@ def test_one_epoch_of_each_arch_on_the_sample(tmp_path, monkeypatch):
     from t2vlad_lib.train import train
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
-    base = {
-        "data.dataset": str(SAMPLE),
-        "text.model": "tiny-random-bert",
-        "epochs": 1,
-        "batch_size": 8,
-        "eval_batch_size": 16,
-        "model.dim": 16,
-        "model.num_clusters": 3,
-        "device": "cpu",
-    }
+    base = small_run(epochs=1)
     data = None
     for arch, extra in [
         ("ce", {}),

@@ -2,16 +2,13 @@
 swapping exactly the configured fraction, and a trainer run with distillation on noisy captions."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import small_run
 
 from t2vlad_lib.distill import similarity_distillation_loss
 from t2vlad_lib.pipeline import corrupt_captions
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data_samples" / "digitclips-sample"
 
 
 def test_hand_computed_2x2():
@@ -83,17 +80,7 @@ def test_trainer_with_noise_and_a_distillation_teacher(tmp_path, monkeypatch):
     from t2vlad_lib.train import train
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
-    base = {
-        "data.dataset": str(SAMPLE),
-        "text.model": "tiny-random-bert",
-        "epochs": 1,
-        "batch_size": 8,
-        "eval_batch_size": 16,
-        "model.dim": 16,
-        "model.num_clusters": 3,
-        "device": "cpu",
-        "data.caption_noise": 0.25,
-    }
+    base = {**small_run(epochs=1), "data.caption_noise": 0.25}
     cfg = load_config("fast", {**base, "out_dir": str(tmp_path / "teacher")})
     data = prepare(cfg, verbose=False)
     total = sum(len(c) for c in data.train.video_captions)

@@ -2,10 +2,10 @@
 the top-k, and a short train-then-rerank run on the shipped DigitClips sample."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import small_run
 
 from t2vlad_lib.matching import (
     MatchingHead,
@@ -15,9 +15,6 @@ from t2vlad_lib.matching import (
     pair_logits,
     rerank,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data_samples" / "digitclips-sample"
 
 
 def tokens(P=4, L=5, M=6, D=8, seed=0):
@@ -124,20 +121,7 @@ def test_train_matching_on_the_sample(tmp_path, monkeypatch):
     from t2vlad_lib.train import train
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
-    cfg = load_config(
-        "fast",
-        {
-            "data.dataset": str(SAMPLE),
-            "text.model": "tiny-random-bert",
-            "epochs": 1,
-            "batch_size": 8,
-            "eval_batch_size": 16,
-            "model.dim": 16,
-            "model.num_clusters": 3,
-            "device": "cpu",
-            "out_dir": str(tmp_path / "dual"),
-        },
-    )
+    cfg = load_config("fast", small_run(tmp_path / "dual", epochs=1))
     data = prepare(cfg, verbose=False)
     train(cfg, progress=False, data=data)
     res = train_matching(cfg, tmp_path / "dual" / "best.pt", epochs=1, k=4, data=data)

@@ -12,30 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import small_run
 
 from t2vlad_lib.checkpoint import CheckpointError, load_checkpoint
 from t2vlad_lib.config import load_config
 from t2vlad_lib.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data_samples" / "digitclips-sample"
 FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
 
 
 def small(out_dir, **extra):
-    over = {
-        "data.dataset": str(SAMPLE),
-        "text.model": "tiny-random-bert",
-        "epochs": 3,
-        "batch_size": 8,
-        "eval_batch_size": 16,
-        "model.dim": 16,
-        "model.num_clusters": 3,
-        "out_dir": str(out_dir),
-        "device": "cpu",
-    }
-    over.update(extra)
-    return [f"{k}={v}" for k, v in over.items()]
+    return [f"{k}={v}" for k, v in small_run(out_dir, **extra).items()]
 
 
 def _cli(args, env=None, check=True):
