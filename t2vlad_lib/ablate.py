@@ -138,15 +138,19 @@ def ablate(
         for name, overrides in variants.items():
             metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             rows.append({"variant": name, "seed": seed, **metrics})
+            _write_tables(pd.DataFrame(rows), root)  # after every run: an interrupted sweep leaves its table
             if progress:
                 print(
                     f"{name:32s} seed {seed}: t2v R1 {metrics['t2v_R1']:.1f}  v2t R1 {metrics['v2t_R1']:.1f}"
                 )
-    table = pd.DataFrame(rows)
-    summary = summarize(table)
+    return pd.DataFrame(rows)
+
+
+def _write_tables(table: pd.DataFrame, root: Path) -> None:
+    """``results.csv`` (one row per variant and seed) and ``results.md`` (mean ± std over seeds)."""
     table.to_csv(root / "results.csv", index=False)
+    summary = summarize(table)
     (root / "results.md").write_text(summary.to_markdown() if _has_tabulate() else summary.to_string())
-    return table
 
 
 def summarize(

@@ -151,8 +151,9 @@ TINY_RANDOM_BERT = "tiny-random-bert"
 def load_text_model(name: str, allow_download: bool = True) -> tuple[nn.Module, Any, str]:
     """Load (model, tokenizer, resolved path or hub id) via ``transformers.AutoModel``/``AutoTokenizer``.
 
-    ``"tiny-random-bert"`` is a randomly initialised 2-layer BERT (H = 32) with the shipped MiniLM's
-    uncased tokenizer: no files, for tests and smoke runs of the fine-tuning path (not a real encoder).
+    ``"tiny-random-bert"`` is a randomly initialised 2-layer BERT (H = 32, fixed seed) with the shipped
+    MiniLM's uncased tokenizer: no files, for tests and smoke runs of the fine-tuning path (not a real
+    encoder).
     """
     if name == TINY_RANDOM_BERT:
         from transformers import AutoTokenizer, BertConfig, BertModel
@@ -166,7 +167,10 @@ def load_text_model(name: str, allow_download: bool = True) -> tuple[nn.Module, 
             max_position_embeddings=128,
         )
         tokenizer = AutoTokenizer.from_pretrained(_minilm_dir(), local_files_only=True)
-        return BertModel(config), tokenizer, TINY_RANDOM_BERT
+        with torch.random.fork_rng(devices=[]):  # the same weights every time, the caller's RNG untouched
+            torch.manual_seed(0)
+            model = BertModel(config)
+        return model, tokenizer, TINY_RANDOM_BERT
     resolved = resolve_text_model(name, allow_download)  # fails fast, before the ~2 s transformers import
     from transformers import AutoModel, AutoTokenizer
 
