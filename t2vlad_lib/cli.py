@@ -17,15 +17,12 @@ EPILOG = (
 
 def _add_config_args(p: argparse.ArgumentParser, default: str = "tutorial") -> None:
     p.add_argument("--profile", default=default, help="profile name or YAML path (default: %(default)s)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. epochs=5 model.num_clusters=16 optim.name=adamw",
-    )
+    _add_set_arg(p, "config overrides, e.g. epochs=5 model.num_clusters=16 optim.name=adamw")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the profile's)")
+
+
+def _add_set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def _config(args: argparse.Namespace):
@@ -97,12 +94,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablate import ablate, summarize
+    from .config import parse_override
 
-    extra = dict(o.split("=", 1) for o in args.overrides) if args.overrides else None
-    if extra:
-        import yaml
-
-        extra = {k: yaml.safe_load(v) for k, v in extra.items()}
+    extra = dict(parse_override(o) for o in args.overrides) or None
     table = ablate(
         args.profile,
         seeds=args.seeds,
@@ -165,14 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="tutorial")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="*", default=None, help="variant names (default: all)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="overrides for every variant, e.g. epochs=5",
-    )
+    _add_set_arg(p, "overrides for every variant, e.g. epochs=5")
     p.add_argument("--out", default="runs/ablations", help="output directory (results.csv, results.md)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ablate)

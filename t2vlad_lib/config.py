@@ -37,6 +37,7 @@ __all__ = [
     "PROFILES_DIR",
     "available_profiles",
     "config_diff",
+    "parse_override",
 ]
 
 PROFILES_DIR = Path(__file__).with_name("configs")
@@ -141,15 +142,18 @@ class TrainConfig:
             raise ValueError(f"arch: unknown {self.arch!r}; valid: {', '.join(ARCHES)}")
         for key, value in ARCH_PRESETS.get(self.arch, {}).items():
             if key in self.model and self.model[key] != value:
-                raise ValueError(f"arch={self.arch!r} fixes model.{key}={value!r}; the config sets "
-                                 f"{self.model[key]!r}")
+                raise ValueError(
+                    f"arch={self.arch!r} fixes model.{key}={value!r}; the config sets {self.model[key]!r}"
+                )
         if not 0.0 <= self.data.caption_noise < 1.0:
             raise ValueError(
                 f"data.caption_noise: expected a fraction in [0, 1), got {self.data.caption_noise}"
             )
         if self.distill.weight < 0 or (self.distill.weight > 0 and not self.distill.teacher):
-            raise ValueError(f"distill: weight {self.distill.weight} needs weight >= 0 and, when > 0, "
-                             "a teacher checkpoint (distill.teacher=path/to/best.pt)")
+            raise ValueError(
+                f"distill: weight {self.distill.weight} needs weight >= 0 and, when > 0, "
+                "a teacher checkpoint (distill.teacher=path/to/best.pt)"
+            )
         if not self.distill.temperature > 0:
             raise ValueError(f"distill.temperature: expected > 0, got {self.distill.temperature}")
 
@@ -169,8 +173,9 @@ class TrainConfig:
 
     def model_config(self, expert_dims: dict[str, int], text_dim: int) -> ModelConfig:
         """The T2VLAD :class:`ModelConfig` ("t2vlad", or "ce" with its preset applied)."""
-        return ModelConfig(expert_dims=expert_dims, text_dim=text_dim,
-                           **{**self.model, **ARCH_PRESETS.get(self.arch, {})})
+        return ModelConfig(
+            expert_dims=expert_dims, text_dim=text_dim, **{**self.model, **ARCH_PRESETS.get(self.arch, {})}
+        )
 
 
 _LATER_KEYS: tuple[tuple[tuple[str, ...], Any], ...] = (
@@ -247,13 +252,14 @@ def load_config(
         raise FileNotFoundError(f"config file {path} does not exist")
     raw = yaml.safe_load(path.read_text()) or {}
     raw.setdefault("profile", path.stem)
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
+    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides or []]
     for key, value in items:
         _set(raw, key, value)
     return from_dict(raw)
 
 
-def _split(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.num_clusters=16"`` -> ("model.num_clusters", 16): the value is read as YAML."""
     if "=" not in text:
         raise ValueError(f"override {text!r} is not of the form key=value (e.g. model.num_clusters=16)")
     key, value = text.split("=", 1)

@@ -51,28 +51,23 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _in_batches(encode, batch, cat, model: torch.nn.Module, batch_size: int):
+    dev = _device(model)
+    return cat(
+        [encode(batch.index(slice(i, i + batch_size)).to(dev)) for i in range(0, len(batch), batch_size)]
+    )
+
+
 @torch.no_grad()
 def encode_texts(model: T2VLAD, texts: TextBatch, batch_size: int = 256) -> TextEmbeddings:
     """Encode N_t captions once, in batches: -> :class:`TextEmbeddings` on the model's device."""
-    dev = _device(model)
-    return T2VLAD.cat_text(
-        [
-            model.encode_text(texts.index(slice(i, i + batch_size)).to(dev))
-            for i in range(0, len(texts), batch_size)
-        ]
-    )
+    return _in_batches(model.encode_text, texts, model.cat_text, model, batch_size)
 
 
 @torch.no_grad()
 def encode_videos(model: T2VLAD, videos: VideoBatch, batch_size: int = 256) -> VideoEmbeddings:
     """Encode N_v videos once, in batches: -> :class:`VideoEmbeddings` on the model's device."""
-    dev = _device(model)
-    return T2VLAD.cat_video(
-        [
-            model.encode_video(videos.index(slice(i, i + batch_size)).to(dev))
-            for i in range(0, len(videos), batch_size)
-        ]
-    )
+    return _in_batches(model.encode_video, videos, model.cat_video, model, batch_size)
 
 
 @torch.no_grad()

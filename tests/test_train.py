@@ -177,3 +177,18 @@ def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
     other = load_config("fast", small(tmp_path / "tol", epochs=1, **{"model.num_clusters": 4}))
     with pytest.raises(AssertionError, match="must be loaded"):  # another config: it would retrain
         train_module.train_or_load(other, data=data, progress=False)
+
+
+def test_cli_evaluate_and_search_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    res = train(load_config("fast", small(run, epochs=1)), progress=False)
+    proc = _cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--json", str(tmp_path / "m.json")])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) == {"test (fixed)", "test (all)"}
+    assert metrics["test (fixed)"] == pytest.approx(res.test)  # the protocol the run was tested with
+    assert "| test (all) t2v |" in proc.stdout
+    proc = _cli(["search", "a red seven moves left", "--checkpoint", str(run / "best.pt"), "-k", "3"])
+    lines = [ln for ln in proc.stdout.splitlines() if ln[:3].strip().rstrip(".").isdigit()]
+    assert len(lines) == 3 and all("clip" in ln for ln in lines)
+    proc = _cli(["search", "x", "--checkpoint", str(tmp_path / "none.pt")], check=False)
+    assert proc.returncode == 2 and "not found: train first" in proc.stderr
