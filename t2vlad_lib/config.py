@@ -9,9 +9,6 @@ ETVA; untested here: needs the albert-base-v2 weights).
 A profile file may be a path too. Unknown keys are an error that lists the valid ones.
 
 ``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``t2vlad_lib.baselines``).
-Keys added after the first release (``arch``, ``data.caption_noise``, ``loss.temperature``, ``distill``)
-are left out of :meth:`TrainConfig.to_dict` while they hold their defaults, so the configs saved in older
-run directories still match (``train_or_load``, resume).
 """
 
 from __future__ import annotations
@@ -161,29 +158,13 @@ class TrainConfig:
         return Path(self.out_dir.format(profile=self.profile, seed=self.seed))
 
     def to_dict(self) -> dict[str, Any]:
-        """Nested dict; keys added after the first release are omitted while at their defaults."""
-        out = asdict(self)
-        for path, default in _LATER_KEYS:
-            node = out
-            for k in path[:-1]:
-                node = node[k]
-            if node[path[-1]] == default:
-                del node[path[-1]]
-        return out
+        return asdict(self)
 
     def model_config(self, expert_dims: dict[str, int], text_dim: int) -> ModelConfig:
         """The T2VLAD :class:`ModelConfig` ("t2vlad", or "ce" with its preset applied)."""
         return ModelConfig(
             expert_dims=expert_dims, text_dim=text_dim, **{**self.model, **ARCH_PRESETS.get(self.arch, {})}
         )
-
-
-_LATER_KEYS: tuple[tuple[tuple[str, ...], Any], ...] = (
-    (("arch",), "t2vlad"),
-    (("data", "caption_noise"), 0.0),
-    (("loss", "temperature"), None),
-    (("distill",), asdict(DistillSection())),
-)
 
 
 SECTIONS = {

@@ -1,7 +1,11 @@
-"""Shared test settings: the shipped 64-video DigitClips sample with a tiny random BERT, so that a
-training run takes seconds."""
+"""Shared test settings: toy batches for model tests, and the shipped 64-video DigitClips sample with a
+tiny random BERT, so that a training run takes seconds."""
 
 from pathlib import Path
+
+import torch
+
+from t2vlad_lib.batch import TextBatch, VideoBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "digitclips-sample"
@@ -23,3 +27,34 @@ def small_run(out_dir=None, **extra) -> dict:
         over["out_dir"] = str(out_dir)
     over.update(extra)
     return over
+
+
+DIMS = {"appearance": 7, "motion": 5, "audio": 4}
+
+
+def make_video(B=5, seed=0, missing_audio=(1, 3)):
+    g = torch.Generator().manual_seed(seed)
+    lengths = {"appearance": 4, "motion": 3, "audio": 2}
+    feats, masks, avail = {}, {}, {}
+    for e, d in DIMS.items():
+        T = lengths[e]
+        feats[e] = torch.randn(B, T, d, generator=g)
+        masks[e] = torch.ones(B, T, dtype=torch.bool)
+        avail[e] = torch.ones(B, dtype=torch.bool)
+    masks["appearance"][0, 3:] = False
+    feats["appearance"][0, 3:] = 0
+    for i in missing_audio:
+        if i < B:
+            avail["audio"][i] = False
+            masks["audio"][i] = False
+            feats["audio"][i] = 0
+    return VideoBatch(feats, masks, avail, [f"video{i}" for i in range(B)])
+
+
+def make_text(B=6, L=7, H=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, L, dtype=torch.long)
+    for i in range(B):
+        mask[i, 3 + i % (L - 3) :] = 0
+    states = torch.randn(B, L, H, generator=g)
+    return TextBatch(torch.zeros(B, L, dtype=torch.long), mask, states, [f"caption {i}" for i in range(B)])

@@ -5,7 +5,7 @@ and a 1-epoch trainer run of each architecture on the shipped 64-video DigitClip
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import small_run
+from helpers import DIMS, make_text, make_video, small_run
 
 from t2vlad_lib.alignment import pairwise_global_similarity
 from t2vlad_lib.baselines import BaselineConfig, MeanPool, MMTStyle
@@ -14,31 +14,6 @@ from t2vlad_lib.config import load_config
 from t2vlad_lib.index import chunked_topk
 from t2vlad_lib.losses import InfoNCELoss, make_ranking_loss
 from t2vlad_lib.model import T2VLAD, ModelConfig
-
-DIMS = {"appearance": 7, "motion": 5, "audio": 4}
-
-
-def make_video(B=5, seed=0):
-    """Row 0 has a padded appearance segment, rows 1 and 3 miss audio."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = {"appearance": 4, "motion": 3, "audio": 2}
-    feats, masks, avail = {}, {}, {}
-    for e, d in DIMS.items():
-        feats[e] = torch.randn(B, lengths[e], d, generator=g)
-        masks[e] = torch.ones(B, lengths[e], dtype=torch.bool)
-        avail[e] = torch.ones(B, dtype=torch.bool)
-    masks["appearance"][0, 3] = False
-    for i in (1, 3):
-        avail["audio"][i], masks["audio"][i] = False, False
-    return VideoBatch(feats, masks, avail, [f"video{i}" for i in range(B)])
-
-
-def make_text(B=6, L=7, H=6, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.ones(B, L, dtype=torch.long)
-    for i in range(B):
-        mask[i, 3 + i % (L - 3) :] = 0
-    return TextBatch(torch.zeros(B, L, dtype=torch.long), mask, torch.randn(B, L, H, generator=g))
 
 
 def build(cls):
@@ -145,9 +120,9 @@ def test_config_arch_presets_and_new_keys():
     mc = cfg.model_config(DIMS, 6)
     assert not mc.use_local and mc.text_global_from == "cls" and mc.num_clusters == 5
     assert cfg.to_dict()["arch"] == "ce"
-    plain = load_config("fast").to_dict()  # new keys at their defaults are not written: old runs still match
-    assert "arch" not in plain and "distill" not in plain
-    assert "caption_noise" not in plain["data"] and "temperature" not in plain["loss"]
+    plain = load_config("fast").to_dict()
+    assert plain["arch"] == "t2vlad" and plain["distill"]["weight"] == 0.0
+    assert plain["data"]["caption_noise"] == 0.0 and plain["loss"]["temperature"] is None
     with pytest.raises(ValueError, match="arch: unknown 'clip'"):
         load_config("fast", ["arch=clip"])
     with pytest.raises(ValueError, match="fixes model.use_local"):
