@@ -350,9 +350,12 @@ class TextEncoder(nn.Module):
 
 
 def _fingerprint(module: nn.Module) -> str:
-    """A cheap weight fingerprint (per-tensor sums): a fine-tuned or re-initialised encoder gets a new key."""
-    sums = [float(p.detach().sum(dtype=torch.float32)) for p in module.parameters()]
-    return hashlib.sha1(" ".join(f"{v:.6e}" for v in sums).encode()).hexdigest()[:16]
+    """A weight fingerprint (sha1 of the raw bytes of every tensor): a fine-tuned or re-initialised encoder
+    gets a new key. Exact bytes, not float sums, so the key does not depend on the thread count."""
+    digest = hashlib.sha1()
+    for p in module.parameters():
+        digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _cache_key(encoder: nn.Module, captions: list[str], max_len: int, dtype: torch.dtype) -> str:
