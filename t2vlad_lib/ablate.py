@@ -17,7 +17,17 @@ import pandas as pd
 
 from .config import TrainConfig, load_config
 
-__all__ = ["VARIANTS", "TABLE4", "TABLE5", "PAPER", "sweep", "ablate", "summarize", "run_variant"]
+__all__ = [
+    "VARIANTS",
+    "TABLE4",
+    "TABLE5",
+    "PAPER",
+    "sweep",
+    "ablate",
+    "summarize",
+    "run_variant",
+    "variant_config",
+]
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -70,6 +80,21 @@ def _run_name(overrides: dict[str, Any]) -> str:
     return "base" if not train_keys else "_".join(f"{k.split('.')[-1]}-{v}" for k, v in train_keys.items())
 
 
+def variant_config(
+    profile: str | Path,
+    overrides: dict[str, Any],
+    seed: int,
+    root: Path,
+    extra: dict[str, Any] | None = None,
+    run_name: str | None = None,
+) -> TrainConfig:
+    """The training config of a variant: test-time-only keys dropped, run directory
+    ``root/<run_name or a name made of the overrides>/seed<seed>``."""
+    train_over = {k: v for k, v in overrides.items() if k not in _TEST_ONLY_KEYS}
+    out = Path(root) / (run_name or _run_name(overrides)) / f"seed{seed}"
+    return _config(profile, {**train_over, "out_dir": str(out)}, seed, extra)
+
+
 def run_variant(
     profile: str | Path,
     overrides: dict[str, Any],
@@ -78,6 +103,7 @@ def run_variant(
     extra: dict[str, Any] | None = None,
     progress: bool = False,
     data=None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train (or load from the cache) one variant and seed; return its test metrics.
 
@@ -88,16 +114,13 @@ def run_variant(
     from .pipeline import prepare
     from .train import build_model, train
 
-    train_over = {k: v for k, v in overrides.items() if k not in _TEST_ONLY_KEYS}
-    cfg = _config(
-        profile, {**train_over, "out_dir": str(root / _run_name(overrides) / f"seed{seed}")}, seed, extra
-    )
+    cfg = variant_config(profile, overrides, seed, root, extra, run_name)
     results = cfg.run_dir() / "results.json"
     cached = json.loads(results.read_text()) if results.exists() else None
     if cached is None or cached.get("config") != json.loads(json.dumps(cfg.to_dict())):
         train(cfg, progress=progress, data=data)  # writes results.json
         cached = json.loads(results.read_text())
-    if train_over == overrides:
+    if not any(k in _TEST_ONLY_KEYS for k in overrides):
         return cached["test"]
     eval_cfg = _config(profile, {**overrides, "out_dir": cfg.out_dir}, seed, extra)
     data = data or prepare(eval_cfg)

@@ -186,7 +186,8 @@ class MatchingResult:
     """Test metrics before/after re-ranking (t2v), the R@1 gain (points), seconds per query: the dual
     encoder's whole evaluation (encode both sides, similarity) / N_q, and the added re-ranking cost, i.e. the
     k head passes / N_q (the text tokens come out of the dual pass; video tokens are encoded once per
-    gallery, like the index: ``token_seconds`` for the whole test set); per-epoch mean losses; checkpoint."""
+    gallery, like the index: ``token_seconds`` for the whole test set); per-epoch mean losses; checkpoint;
+    ``train_seconds``: the head's training (the frozen dual encoder's forward passes included)."""
 
     k: int
     dual: dict[str, float]
@@ -195,6 +196,7 @@ class MatchingResult:
     dual_seconds_per_query: float
     rerank_seconds_per_query: float
     token_seconds: float = 0.0
+    train_seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     path: Path | None = None
     head: MatchingHead | None = None
@@ -246,7 +248,7 @@ def train_matching(
     dev = next(dual.parameters()).device
     head = MatchingHead(dual.config.dim, heads, layers).to(dev)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    losses = []
+    losses, t_train = [], time.perf_counter()
     for epoch in range(epochs):
         head.train()
         run = []
@@ -270,6 +272,7 @@ def train_matching(
         losses.append(sum(run) / max(1, len(run)))
         if progress:
             print(f"matching epoch {epoch + 1}/{epochs}  bce {losses[-1]:.4f}")
+    t_train = time.perf_counter() - t_train
     head.eval()
     test = data.test
     t0 = time.perf_counter()
@@ -297,6 +300,7 @@ def train_matching(
         t_dual / n_q,
         t_rerank / n_q,
         t_tokens,
+        t_train,
         losses,
         out,
         head,
@@ -328,6 +332,7 @@ def train_matching(
             "dual_seconds_per_query",
             "rerank_seconds_per_query",
             "token_seconds",
+            "train_seconds",
             "losses",
         )
     }

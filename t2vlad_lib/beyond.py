@@ -1,0 +1,194 @@
+"""Beyond T2VLAD: the paper's baselines, CLIP2TV's matching re-rank and similarity distillation, measured
+on one data set with one budget (notebook 10).
+
+    table = compare("tutorial", seeds=[0, 1, 2])     # one row per system and seed
+
+Every system is the trainer's profile plus config overrides (:data:`SYSTEMS`), trained and cached by
+:func:`ablate.run_variant` in the same run root as the ablations, so T2VLAD and the CE-style model are the
+very runs of Table 4. Two steps come on top of a trained T2VLAD of the same seed:
+
+* ``rerank``: a CLIP2TV-style matching head (:func:`matching.train_matching`) re-ranks the dual encoder's
+  test top-k; its checkpoint ``matching.pt`` and ``matching.json`` sit beside that run's ``best.pt``.
+* ``teacher``: similarity distillation (:mod:`distill`) from the frozen ``best.pt`` of the named system
+  (same seed), e.g. T2VLAD trained on the same noisy captions.
+
+Columns: test metrics both ways, trainable parameters (the frozen text encoder is shared by all and not
+counted), training seconds (the system's own run; a distilled student does not count its teacher's), and
+seconds per query: encode the query and score it against a pre-encoded gallery (:func:`query_seconds`),
+plus, for the re-rank, the k head passes of :class:`matching.MatchingResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .ablate import VARIANTS, run_variant, variant_config
+
+__all__ = ["System", "SYSTEMS", "NOISE", "compare", "query_seconds", "trainable_parameters"]
+
+NOISE = 0.2  # the fraction of training captions swapped with another video's for the noisy rows
+
+
+@dataclass
+class System:
+    """overrides: config keys of its dual-encoder run. rerank: re-rank its top-k with a matching head.
+    teacher: the name of the system whose ``best.pt`` (same seed) is the frozen distillation teacher."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    rerank: bool = False
+    teacher: str | None = None
+
+
+_NOISY = {"data.caption_noise": NOISE}
+SYSTEMS: dict[str, System] = {
+    "mean pooling (InfoNCE)": System({"arch": "meanpool", "loss.name": "infonce"}),
+    # arch "ce" is this preset (baselines.ARCH_PRESETS); spelt out, it shares Table 4's trained run
+    "CE-style (global only)": System(VARIANTS["global-only training ([CLS])"]),
+    "MMT-style": System({"arch": "mmt"}),
+    "T2VLAD": System({}),
+    "T2VLAD + matching re-rank": System({}, rerank=True),
+    "T2VLAD + distillation": System({"distill.weight": 1.0}, teacher="T2VLAD"),
+    f"T2VLAD, {NOISE:.0%} noisy captions": System(_NOISY),
+    f"T2VLAD + distillation, {NOISE:.0%} noisy": System(
+        {**_NOISY, "distill.weight": 1.0}, teacher=f"T2VLAD, {NOISE:.0%} noisy captions"
+    ),
+}
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters that training updates (a frozen text encoder is excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def query_seconds(model: nn.Module, evalset, batch_size: int = 256, repeats: int = 3) -> float:
+    """Seconds per text query: encode the N_q queries and score them against the gallery's N_v videos,
+    encoded beforehand (as an index would hold them), top-10 included; best of ``repeats`` / N_q."""
+    from .evaluate import encode_texts, encode_videos, similarity_matrix
+
+    was_training = model.training
+    model.eval()
+    try:
+        gallery = encode_videos(model, evalset.videos, batch_size)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            sims = similarity_matrix(model, encode_texts(model, evalset.texts, batch_size), gallery)
+            sims.topk(min(10, sims.shape[1]), dim=1)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+    return best / len(evalset.texts)
+
+
+def _run_name(name: str) -> str:
+    return "sys-" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def _measure(cfg, data, metrics: dict[str, float]) -> dict[str, Any]:
+    """Metrics + parameters, training seconds (``results.json``) and query seconds of a trained run."""
+    from .checkpoint import load_checkpoint
+    from .train import build_model
+
+    model = build_model(cfg, data)
+    model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
+    return {
+        **metrics,
+        "params": trainable_parameters(model),
+        "train_seconds": json.loads((cfg.run_dir() / "results.json").read_text())["seconds"],
+        "query_seconds": query_seconds(model, data.test, cfg.eval_batch_size),
+    }
+
+
+def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
+    """Train (or load) a matching head on ``cfg``'s best.pt; ``row`` with t2v re-ranked (v2t stays the
+    dual encoder's), the head's parameters, training and per-query seconds added."""
+    from .matching import train_matching
+
+    best = cfg.run_dir() / "best.pt"
+    path = best.with_name(f"matching-k{k}-summary.json")
+    if not path.exists():
+        res = train_matching(cfg, best, k=k, data=data, out=best.with_name(f"matching-k{k}.pt"))
+        summary = {
+            "reranked": res.reranked,
+            "rerank_seconds_per_query": res.rerank_seconds_per_query,
+            "train_seconds": res.train_seconds,
+            "head_params": trainable_parameters(res.head),
+        }
+        path.write_text(json.dumps(summary, indent=2))
+    summary = json.loads(path.read_text())
+    return {
+        **row,
+        **summary["reranked"],
+        "params": row["params"] + summary["head_params"],
+        "train_seconds": row["train_seconds"] + summary["train_seconds"],
+        "query_seconds": row["query_seconds"] + summary["rerank_seconds_per_query"],
+    }
+
+
+def compare(
+    profile: str | Path = "tutorial",
+    seeds: list[int] | tuple[int, ...] = (0, 1, 2),
+    systems: list[str] | None = None,
+    out_dir: str | Path = "runs/ablations",
+    extra: dict[str, Any] | None = None,
+    k: int = 10,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train (cached) and measure ``systems`` (names of :data:`SYSTEMS`, default all) x ``seeds``; write
+    ``systems.csv`` in ``out_dir`` after every row and return the long table (one row per system and seed:
+    system, seed, t2v_R1 ... v2t_MeanR, params, train_seconds, query_seconds).
+
+    ``out_dir`` is the ablations' run root by default, so runs both need are trained once.
+    """
+    from .pipeline import prepare
+
+    names = list(SYSTEMS) if systems is None else list(systems)
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system(s) {unknown}; valid: {list(SYSTEMS)}")
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    prepared: dict[float, Any] = {}  # data per caption-noise level
+
+    def overrides(name: str, seed: int) -> tuple[dict[str, Any], str | None]:
+        system = SYSTEMS[name]
+        if system.teacher is None:
+            return dict(system.overrides), None
+        t_over, t_name = overrides(system.teacher, seed)
+        teacher = variant_config(profile, t_over, seed, root, extra, t_name)
+        # a path in a directory name would nest directories: a distilled run is named after its system
+        return {**system.overrides, "distill.teacher": str(teacher.run_dir() / "best.pt")}, _run_name(name)
+
+    def run(name: str, seed: int):
+        over, run_name = overrides(name, seed)
+        cfg = variant_config(profile, over, seed, root, extra, run_name)
+        noise = cfg.data.caption_noise
+        if noise not in prepared:
+            prepared[noise] = prepare(cfg)
+        metrics = run_variant(profile, over, seed, root, extra, progress, prepared[noise], run_name)
+        return cfg, prepared[noise], metrics
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            teacher = SYSTEMS[name].teacher
+            if teacher is not None:
+                run(teacher, seed)  # the teacher's run first (cached when already trained)
+            cfg, data, metrics = run(name, seed)
+            row = _measure(cfg, data, metrics)
+            if SYSTEMS[name].rerank:
+                row = _rerank(cfg, data, row, k)
+            rows.append({"system": name, "seed": seed, **row})
+            pd.DataFrame(rows).to_csv(root / "systems.csv", index=False)
+            if progress:
+                print(f"{name:36s} seed {seed}: t2v R1 {row['t2v_R1']:.1f}  v2t R1 {row['v2t_R1']:.1f}")
+    return pd.DataFrame(rows)

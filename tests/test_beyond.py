@@ -1,0 +1,95 @@
+"""The comparison runner of notebook 10: systems share runs with the ablations, teachers are trained first,
+the re-rank row adds the head's parameters and cost, and cached runs are not retrained."""
+
+import json
+import time
+
+import pandas as pd
+import pytest
+import torch
+from helpers import small_run
+
+from t2vlad_lib import train as train_module
+from t2vlad_lib.ablate import VARIANTS, ablate
+from t2vlad_lib.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
+from t2vlad_lib.evaluate import EvalSet
+
+
+def test_systems_reuse_the_ablation_presets_and_name_their_teachers():
+    assert SYSTEMS["CE-style (global only)"].overrides == VARIANTS["global-only training ([CLS])"]
+    for name, system in SYSTEMS.items():
+        if system.teacher is not None:
+            assert system.teacher in SYSTEMS and system.overrides["distill.weight"] > 0, name
+            # a student learns from a teacher trained on the same captions
+            noise = SYSTEMS[system.teacher].overrides.get("data.caption_noise", 0.0)
+            assert system.overrides.get("data.caption_noise", 0.0) == noise, name
+    with pytest.raises(ValueError, match="unknown system"):
+        compare("fast", seeds=[0], systems=["no such system"])
+
+
+def test_trainable_parameters_skip_frozen_ones():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    net[0].requires_grad_(False)
+    assert trainable_parameters(net) == 4 * 2 + 2
+
+
+class _Counting(torch.nn.Module):
+    """A dual encoder whose video side must be encoded once per query_seconds call, not per repeat."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.video_calls = 0
+
+    def encode_text(self, t):
+        return t
+
+    def encode_video(self, v):
+        self.video_calls += 1
+        time.sleep(0.01)
+        return v
+
+
+def test_query_seconds_times_queries_against_a_pre_encoded_gallery(monkeypatch):
+    from t2vlad_lib import evaluate as ev
+
+    model = _Counting()
+    monkeypatch.setattr(ev, "encode_videos", lambda m, v, b: m.encode_video(v))
+    monkeypatch.setattr(ev, "encode_texts", lambda m, t, b: m.encode_text(t))
+    monkeypatch.setattr(ev, "similarity_matrix", lambda m, t, v: t @ v.T)
+    texts, videos = torch.randn(20, 4), torch.randn(10, 4)
+    data = EvalSet.__new__(EvalSet)
+    data.texts, data.videos = texts, videos
+    seconds = query_seconds(model, data, repeats=3)
+    assert model.video_calls == 1  # the gallery is encoded once and not timed
+    assert 0 < seconds < 0.01 / 20  # the 10 ms gallery sleep is outside the timing
+
+
+@pytest.mark.slow
+def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    extra = small_run(epochs=1)
+    out = tmp_path / "runs"
+    systems = ["T2VLAD", "T2VLAD + matching re-rank", "T2VLAD + distillation"]
+    table = compare("fast", seeds=[0], systems=systems, out_dir=out, extra=extra, k=3, progress=False)
+    assert list(table["system"]) == systems
+    # T2VLAD and its re-rank share one trained run, which is also the ablations' "full" run
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "sys-t2vlad-distillation"]
+    student = json.loads((out / "sys-t2vlad-distillation/seed0/config.json").read_text())
+    assert student["distill"]["teacher"] == str(out / "base/seed0/best.pt")
+    dual, rerank = table.iloc[0], table.iloc[1]
+    head = json.loads((out / "base/seed0/matching-k3-summary.json").read_text())
+    assert rerank["params"] == dual["params"] + head["head_params"] > dual["params"]
+    assert rerank["query_seconds"] > head["rerank_seconds_per_query"] > 0  # the k head passes are added
+    assert rerank["v2t_R1"] == dual["v2t_R1"]  # the head re-ranks text -> video only
+    assert rerank["t2v_R1"] == head["reranked"]["t2v_R1"]
+    assert pd.read_csv(out / "systems.csv")["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
+
+    def boom(*a, **k):
+        raise AssertionError("a cached run was retrained")
+
+    monkeypatch.setattr(train_module, "train", boom)
+    again = compare("fast", seeds=[0], systems=systems, out_dir=out, extra=extra, k=3, progress=False)
+    assert again["t2v_R1"].tolist() == table["t2v_R1"].tolist()
+    full = ablate("fast", seeds=[0], variants=["full (shared VLAD)"], out_dir=out, extra=extra, progress=False)
+    assert full["t2v_R1"].tolist() == [table["t2v_R1"].iloc[0]]
