@@ -27,6 +27,7 @@ __all__ = [
     "summarize",
     "run_variant",
     "variant_config",
+    "markdown_table",
 ]
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
@@ -173,7 +174,7 @@ def _write_tables(table: pd.DataFrame, root: Path) -> None:
     """``results.csv`` (one row per variant and seed) and ``results.md`` (mean ± std over seeds)."""
     table.to_csv(root / "results.csv", index=False)
     summary = summarize(table)
-    (root / "results.md").write_text(summary.to_markdown() if _has_tabulate() else summary.to_string())
+    (root / "results.md").write_text(markdown_table(summary) + "\n")
 
 
 def summarize(
@@ -188,19 +189,26 @@ def summarize(
         "v2t_R10",
         "v2t_MedR",
     ),
-):
-    """Mean +- std over seeds per variant, in the order the variants first appear."""
-    order = list(dict.fromkeys(table["variant"]))
-    grouped = table.groupby("variant", sort=False)[list(columns)]
-    mean, std = grouped.mean().loc[order], grouped.std(ddof=0).loc[order]
-    out = mean.round(1).astype(str) + " ± " + std.round(1).astype(str)
-    out.insert(0, "seeds", table.groupby("variant", sort=False).size().loc[order])
+    by: str = "variant",
+    digits: int = 1,
+) -> pd.DataFrame:
+    """"mean ± std" strings per ``by`` group (in the order groups first appear) and a ``seeds`` column.
+
+    std is the sample standard deviation over seeds (ddof 1); a group of one seed shows its value alone.
+    """
+    order = list(dict.fromkeys(table[by]))
+    grouped = table.groupby(by, sort=False)[list(columns)]
+    mean, std = grouped.mean().loc[order], grouped.std(ddof=1).loc[order]
+    fmt = lambda v: f"{v:.{digits}f}"  # noqa: E731
+    out = mean.map(fmt).where(std.isna(), mean.map(fmt) + " ± " + std.map(fmt))
+    out.insert(0, "seeds", table.groupby(by, sort=False).size().loc[order])
     return out
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def markdown_table(frame: pd.DataFrame, index_name: str | None = None) -> str:
+    """A DataFrame as a GitHub markdown table (index first), without the optional ``tabulate`` package."""
+    head = [index_name or frame.index.name or "", *map(str, frame.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = zip(frame.index, frame.values, strict=True)
+    lines += ["| " + " | ".join(map(str, [idx, *row])) + " |" for idx, row in rows]
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ import pytest
 from helpers import small_run
 
 from t2vlad_lib import train as train_module
-from t2vlad_lib.ablate import TABLE4, TABLE5, VARIANTS, ablate, summarize, sweep
+from t2vlad_lib.ablate import TABLE4, TABLE5, VARIANTS, ablate, markdown_table, summarize, sweep
 
 
 def test_variants_cover_the_papers_tables():
@@ -28,7 +28,9 @@ def test_ablate_caches_runs_and_reuses_them_for_test_time_variants(tmp_path, mon
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "sharing-separate"]  # 2 trained
     saved = pd.read_csv(out / "results.csv")
     assert saved["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
-    assert "± 0.0" in (out / "results.md").read_text()  # one seed: std 0
+    md = (out / "results.md").read_text().splitlines()
+    assert md[0].startswith("| variant | seeds | t2v_R1") and len(md) == 2 + len(variants)
+    assert "±" not in "".join(md)  # one seed: no spread to report
 
     def boom(*a, **k):
         raise AssertionError("a cached run was retrained")
@@ -38,3 +40,19 @@ def test_ablate_caches_runs_and_reuses_them_for_test_time_variants(tmp_path, mon
     assert again["t2v_R1"].tolist() == table["t2v_R1"].tolist()
     summary = summarize(again)
     assert list(summary.index) == variants and (summary["seeds"] == 1).all()
+
+
+def test_summarize_gives_mean_and_sample_std_per_variant_in_order():
+    table = pd.DataFrame(
+        {"variant": ["b", "a", "b", "a", "b"], "seed": [0, 0, 1, 1, 2], "t2v_R1": [1.0, 5.0, 2.0, 7.0, 6.0]}
+    )
+    out = summarize(table, columns=("t2v_R1",))
+    assert list(out.index) == ["b", "a"] and out["seeds"].tolist() == [3, 2]
+    # b: mean 3, sample std sqrt(((1-3)^2 + (2-3)^2 + (6-3)^2) / 2) = sqrt(7) = 2.6458; a: 6 +- sqrt(2)
+    assert out["t2v_R1"].tolist() == ["3.0 ± 2.6", "6.0 ± 1.4"]
+    assert markdown_table(out).splitlines() == [
+        "| variant | seeds | t2v_R1 |",
+        "|---|---|---|",
+        "| b | 3 | 3.0 ± 2.6 |",
+        "| a | 2 | 6.0 ± 1.4 |",
+    ]

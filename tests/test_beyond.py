@@ -91,5 +91,5 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     monkeypatch.setattr(train_module, "train", boom)
     again = compare("fast", seeds=[0], systems=systems, out_dir=out, extra=extra, k=3, progress=False)
     assert again["t2v_R1"].tolist() == table["t2v_R1"].tolist()
-    full = ablate("fast", seeds=[0], variants=["full (shared VLAD)"], out_dir=out, extra=extra, progress=False)
+    full = ablate("fast", [0], ["full (shared VLAD)"], out_dir=out, extra=extra, progress=False)
     assert full["t2v_R1"].tolist() == [table["t2v_R1"].iloc[0]]
