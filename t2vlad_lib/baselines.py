@@ -3,7 +3,7 @@
 Vocabulary: B batch, L text tokens, H text-encoder width, E experts, T_e segments of expert e, M video
 tokens, D common width; N_t / N_v texts / videos of a gallery.
 
-* ``arch: mmt`` - :class:`MMTStyle` (Gabeur et al., ECCV 2020; the paper's Tables 1-3 and sec. 4.4):
+* ``arch: mmt`` - :class:`MMTStyle` (Gabeur et al., ECCV 2020; the paper's Tables 1-3 and sec. 4.2):
   the multi-layer transformer over expert tokens of :mod:`t2vlad_lib.mmt` gives per-expert video
   embeddings (N_v, E, D); the text [CLS] token gives per-expert text embeddings (GEUs) and expert weights
   (softmax), compared by eq. (4) (:func:`global_similarity`, missing experts renormalised away).

@@ -69,48 +69,58 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def query_seconds(model: nn.Module, evalset, batch_size: int = 256, repeats: int = 3) -> float:
-    """Seconds per text query: encode the N_q queries and score them against the gallery's N_v videos,
-    encoded beforehand (as an index would hold them), top-10 included; best of ``repeats`` / N_q."""
+def query_seconds(
+    models: dict[str, tuple[nn.Module, Any]], batch_size: int = 256, rounds: int = 5
+) -> dict[str, float]:
+    """Seconds per text query of each ``name -> (model, evalset)``: encode the N_q queries and score them
+    against the N_v gallery videos, encoded beforehand and not timed (as an index holds them), top-10
+    included. The models take turns round after round and each gets its median over ``rounds``, so a
+    change of machine load affects all of them alike (timing one model after another does not)."""
     from .evaluate import encode_texts, encode_videos, similarity_matrix
 
-    was_training = model.training
-    model.eval()
+    modes = {name: model.training for name, (model, _) in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
     try:
-        gallery = encode_videos(model, evalset.videos, batch_size)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            sims = similarity_matrix(model, encode_texts(model, evalset.texts, batch_size), gallery)
-            sims.topk(min(10, sims.shape[1]), dim=1)
-            best = min(best, time.perf_counter() - t0)
+        galleries = {}
+        for name, (model, evalset) in models.items():
+            model.eval()
+            galleries[name] = encode_videos(model, evalset.videos, batch_size)
+        for _ in range(rounds):
+            for name, (model, evalset) in models.items():
+                t0 = time.perf_counter()
+                queries = encode_texts(model, evalset.texts, batch_size)
+                sims = similarity_matrix(model, queries, galleries[name])
+                sims.topk(min(10, sims.shape[1]), dim=1)
+                times[name].append((time.perf_counter() - t0) / len(evalset.texts))
     finally:
-        model.train(was_training)
-    return best / len(evalset.texts)
+        for name, (model, _) in models.items():
+            model.train(modes[name])
+    return {name: float(torch.tensor(t).median()) for name, t in times.items()}
 
 
 def _run_name(name: str) -> str:
     return "sys-" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
-def _measure(cfg, data, metrics: dict[str, float]) -> dict[str, Any]:
-    """Metrics + parameters, training seconds (``results.json``) and query seconds of a trained run."""
+def _measure(cfg, data, metrics: dict[str, float]) -> tuple[dict[str, Any], nn.Module]:
+    """Metrics + parameters and training seconds (``results.json``) of a trained run, and its model."""
     from .checkpoint import load_checkpoint
     from .train import build_model
 
     model = build_model(cfg, data)
     model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
-    return {
+    row = {
         **metrics,
         "params": trainable_parameters(model),
         "train_seconds": json.loads((cfg.run_dir() / "results.json").read_text())["seconds"],
-        "query_seconds": query_seconds(model, data.test, cfg.eval_batch_size),
     }
+    return row, model
 
 
 def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
     """Train (or load) a matching head on ``cfg``'s best.pt; ``row`` with t2v re-ranked (v2t stays the
-    dual encoder's), the head's parameters, training and per-query seconds added."""
+    dual encoder's), the head's parameters and training seconds added, and ``rerank_seconds``: its k head
+    passes per query, timed when the head was trained."""
     from .matching import train_matching
 
     best = cfg.run_dir() / "best.pt"
@@ -130,7 +140,7 @@ def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
         **summary["reranked"],
         "params": row["params"] + summary["head_params"],
         "train_seconds": row["train_seconds"] + summary["train_seconds"],
-        "query_seconds": row["query_seconds"] + summary["rerank_seconds_per_query"],
+        "rerank_seconds": summary["rerank_seconds_per_query"],
     }
 
 
@@ -144,8 +154,9 @@ def compare(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train (cached) and measure ``systems`` (names of :data:`SYSTEMS`, default all) x ``seeds``; write
-    ``systems.csv`` in ``out_dir`` after every row and return the long table (one row per system and seed:
-    system, seed, t2v_R1 ... v2t_MeanR, params, train_seconds, query_seconds).
+    ``systems.csv`` in ``out_dir`` and return the long table (one row per system and seed: system, seed,
+    t2v_R1 ... v2t_MeanR, params, train_seconds, query_seconds). Query times are measured at the end, all
+    models taking turns (:func:`query_seconds`); a re-rank row adds its head's cost to its dual encoder's.
 
     ``out_dir`` is the ablations' run root by default, so runs both need are trained once.
     """
@@ -177,18 +188,23 @@ def compare(
         metrics = run_variant(profile, over, seed, root, extra, progress, prepared[noise], run_name)
         return cfg, prepared[noise], metrics
 
-    rows = []
+    rows, models = [], {}
     for seed in seeds:
         for name in names:
             teacher = SYSTEMS[name].teacher
             if teacher is not None:
                 run(teacher, seed)  # the teacher's run first (cached when already trained)
             cfg, data, metrics = run(name, seed)
-            row = _measure(cfg, data, metrics)
+            row, model = _measure(cfg, data, metrics)
+            models[(name, seed)] = (model, data.test)
             if SYSTEMS[name].rerank:
                 row = _rerank(cfg, data, row, k)
             rows.append({"system": name, "seed": seed, **row})
-            pd.DataFrame(rows).to_csv(root / "systems.csv", index=False)
             if progress:
                 print(f"{name:36s} seed {seed}: t2v R1 {row['t2v_R1']:.1f}  v2t R1 {row['v2t_R1']:.1f}")
-    return pd.DataFrame(rows)
+    times = query_seconds(models, cfg.eval_batch_size)
+    for row in rows:
+        row["query_seconds"] = times[(row["system"], row["seed"])] + row.pop("rerank_seconds", 0.0)
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "systems.csv", index=False)
+    return table

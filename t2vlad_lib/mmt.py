@@ -1,4 +1,4 @@
-"""An MMT-style video encoder (Gabeur et al., ECCV 2020): the efficiency baseline of the paper's sec. 4.4.
+"""An MMT-style video encoder (Gabeur et al., ECCV 2020): the efficiency baseline of the paper's sec. 4.2.
 
 Vocabulary: B videos, E experts, T_e segments of expert e, D_e its width, M = sum_e T_e, D common width.
 
