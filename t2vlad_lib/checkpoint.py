@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "set_rng_state",
     "CheckpointError",
     "check_config",
+    "run_lock",
 ]
 
 # Keys that may differ between a checkpoint and the resuming run without changing the model/training.
@@ -102,3 +105,41 @@ def _get(d: dict, dotted: str) -> Any:
             return "<absent>"
         d = d[k]
     return d
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold ``run_dir/.lock`` (the owner's pid) while training into ``run_dir``: a second process that
+    would write the same checkpoints gets a RuntimeError naming the owner. The lock of a process that is
+    gone (a killed run, before ``--resume``) is taken over."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            if not text.isdigit() or _alive(int(text)):  # no pid yet: its owner is writing it
+                raise RuntimeError(
+                    f"{run_dir}: another process (pid {text or '?'}) is training into this run directory; "
+                    f"wait for it to finish, or delete {lock} if no such process runs"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .baselines import BaselineConfig, MeanPool, MMTStyle
-from .checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_config, load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
 from .config import TrainConfig, config_diff
 from .evaluate import evaluate
 from .losses import make_ranking_loss
@@ -158,7 +158,16 @@ def train(
         progress: show a tqdm bar with the loss and speed.
         crash_at_step: testing aid: SIGKILL this process at that global step (to test resume).
         data: prepared data to reuse across runs (ablations); built from ``cfg`` when None.
+
+    Raises RuntimeError when another live process trains into the same run directory (``run_lock``).
     """
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the run directory and holds its lock
+        return _train(cfg, resume, progress, crash_at_step, data)
+    with run_lock(cfg.run_dir()):
+        return _train(cfg, resume, progress, crash_at_step, data)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | None, data: Prepared | None):
     t0 = time.time()
     device = get_device(cfg.device)
     distributed = _maybe_init_distributed(device)

@@ -192,3 +192,19 @@ def test_cli_evaluate_and_search_a_checkpoint(tmp_path):
     assert len(lines) == 3 and all("clip" in ln for ln in lines)
     proc = _cli(["search", "x", "--checkpoint", str(tmp_path / "none.pt")], check=False)
     assert proc.returncode == 2 and "not found: train first" in proc.stderr
+
+
+def test_a_second_process_cannot_train_into_a_locked_run_dir(tmp_path):
+    from t2vlad_lib.checkpoint import run_lock
+
+    cfg = load_config("fast", small(tmp_path / "run"))
+    with run_lock(cfg.run_dir()) as lock:
+        assert lock.read_text() == str(os.getpid())
+        with pytest.raises(RuntimeError, match=f"pid {os.getpid()}.*training into this run directory"):
+            train(cfg, progress=False)
+    assert not lock.exists()  # released
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)
+    lock.write_text(gone.stdout.strip())  # a killed run's lock: its process no longer exists
+    with run_lock(cfg.run_dir()):
+        assert lock.read_text() == str(os.getpid())  # taken over
