@@ -8,14 +8,16 @@ Every system is the trainer's profile plus config overrides (:data:`SYSTEMS`), t
 very runs of Table 4. Two steps come on top of a trained T2VLAD of the same seed:
 
 * ``rerank``: a CLIP2TV-style matching head (:func:`matching.train_matching`) re-ranks the dual encoder's
-  test top-k; its checkpoint ``matching.pt`` and ``matching.json`` sit beside that run's ``best.pt``.
+  test top-k; its checkpoint ``matching-k<k>.pt``, ``matching-k<k>.json`` (losses, metrics) and
+  ``matching-k<k>-summary.json`` (what the table reads) sit beside that run's ``best.pt``.
 * ``teacher``: similarity distillation (:mod:`distill`) from the frozen ``best.pt`` of the named system
   (same seed), e.g. T2VLAD trained on the same noisy captions.
 
 Columns: test metrics both ways, trainable parameters (the frozen text encoder is shared by all and not
 counted), training seconds (the system's own run; a distilled student does not count its teacher's), and
-seconds per query: encode the query and score it against a pre-encoded gallery (:func:`query_seconds`),
-plus, for the re-rank, the k head passes of :class:`matching.MatchingResult`.
+seconds per query: encode the query and score it against a pre-encoded gallery (:func:`query_seconds`, all
+models in turns), plus, for the re-rank, the k head passes of :class:`matching.MatchingResult` (timed when the
+head was trained).
 """
 
 from __future__ import annotations
