@@ -102,7 +102,10 @@ def training(quick: bool) -> tuple[dict, str]:
         "### 5. Training throughput of the `tutorial` profile\n\n"
         "The trainer's step (batch assembly from the cached data, forward on the (B, B) matrix, loss, "
         "backward, clipping, Ranger step) on DigitClips with cached MiniLM token states, after a warm-up. "
-        "Peak RSS is the whole process (data, cached token states, model).\n\n" + markdown_table([row])
+        "RSS is the process's resident memory after the timed steps (data, cached token states, model, "
+        "optimiser); memory that earlier benchmarks of the same run freed may still be held by the "
+        "allocator, so `python -m benchmarks.run --only training` gives the clean figure.\n\n"
+        + markdown_table([row])
     )
     return row, text
 

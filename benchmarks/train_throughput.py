@@ -7,7 +7,6 @@ one-off costs, reported separately by ``prepare``'s own output).
 
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
@@ -19,9 +18,11 @@ from t2vlad_lib.pipeline import prepare
 from t2vlad_lib.train import _optimizer_step, build_model
 from t2vlad_lib.utils import seed_everything
 
+from .common import rss_bytes
+
 
 def train_throughput(profile: str = "tutorial", steps: int = 30, warmup: int = 3) -> dict:
-    """Median-free simple rate: ``steps`` timed steps after ``warmup``; peak RSS of the process (MB)."""
+    """Median-free simple rate: ``steps`` timed steps after ``warmup``; resident memory after them (MB)."""
     cfg = load_config(profile)
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -62,7 +63,7 @@ def train_throughput(profile: str = "tutorial", steps: int = 30, warmup: int = 3
         "steps/s": round(steps / seconds, 2),
         "samples/s": round(steps * cfg.batch_size / seconds, 1),
         "epoch (s, est.)": round(steps_per_epoch * seconds / steps, 1),
-        "peak RSS (MB)": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        "RSS after the steps (MB)": round(rss_bytes() / 2**20, 0),
         "prepare (s, cached data)": round(prepare_s, 1),
     }
 
