@@ -28,6 +28,7 @@ __all__ = [
     "run_variant",
     "variant_config",
     "markdown_table",
+    "verdict",
 ]
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
@@ -203,6 +204,18 @@ def summarize(
     out = mean.map(fmt).where(std.isna(), mean.map(fmt) + " ± " + std.map(fmt))
     out.insert(0, "seeds", table.groupby(by, sort=False).size().loc[order])
     return out
+
+
+def verdict(margins) -> str:
+    """A claim judged from its per-seed margins (> 0 where the claim holds at that seed): "holds" when every
+    seed agrees, "reversed" when every seed disagrees, else "cannot tell" (a tie agrees with neither); a
+    single seed cannot tell."""
+    m = pd.Series(margins, dtype=float)
+    if len(m) < 2:
+        return "one seed: cannot tell"
+    if (m > 0).all():
+        return "holds"
+    return "reversed" if (m < 0).all() else "cannot tell"
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str | None = None) -> str:

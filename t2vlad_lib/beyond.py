@@ -8,8 +8,8 @@ Every system is the trainer's profile plus config overrides (:data:`SYSTEMS`), t
 very runs of Table 4. Two steps come on top of a trained T2VLAD of the same seed:
 
 * ``rerank``: a CLIP2TV-style matching head (:func:`matching.train_matching`) re-ranks the dual encoder's
-  test top-k; its checkpoint ``matching-k<k>.pt``, ``matching-k<k>.json`` (losses, metrics) and
-  ``matching-k<k>-summary.json`` (what the table reads) sit beside that run's ``best.pt``.
+  test top-k; its checkpoint ``matching-k<k>.pt`` and ``matching-k<k>.json`` (losses, metrics, costs: what
+  the table reads) sit beside that run's ``best.pt``.
 * ``teacher``: similarity distillation (:mod:`distill`) from the frozen ``best.pt`` of the named system
   (same seed), e.g. T2VLAD trained on the same noisy captions.
 
@@ -126,16 +126,9 @@ def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
     from .matching import train_matching
 
     best = cfg.run_dir() / "best.pt"
-    path = best.with_name(f"matching-k{k}-summary.json")
+    path = best.with_name(f"matching-k{k}.json")  # written by train_matching beside its checkpoint
     if not path.exists():
-        res = train_matching(cfg, best, k=k, data=data, out=best.with_name(f"matching-k{k}.pt"))
-        summary = {
-            "reranked": res.reranked,
-            "rerank_seconds_per_query": res.rerank_seconds_per_query,
-            "train_seconds": res.train_seconds,
-            "head_params": trainable_parameters(res.head),
-        }
-        path.write_text(json.dumps(summary, indent=2))
+        train_matching(cfg, best, k=k, data=data, out=path.with_suffix(".pt"))
     summary = json.loads(path.read_text())
     return {
         **row,

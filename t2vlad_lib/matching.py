@@ -187,7 +187,8 @@ class MatchingResult:
     encoder's whole evaluation (encode both sides, similarity) / N_q, and the added re-ranking cost, i.e. the
     k head passes / N_q (the text tokens come out of the dual pass; video tokens are encoded once per
     gallery, like the index: ``token_seconds`` for the whole test set); per-epoch mean losses; checkpoint;
-    ``train_seconds``: the head's training (the frozen dual encoder's forward passes included)."""
+    ``train_seconds``: the head's training (the frozen dual encoder's forward passes included). The same
+    fields, and ``head_params``, go to ``<out>.json`` beside the checkpoint."""
 
     k: int
     dual: dict[str, float]
@@ -336,5 +337,6 @@ def train_matching(
             "losses",
         )
     }
+    summary["head_params"] = sum(p.numel() for p in head.parameters())
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     return result

@@ -5,7 +5,7 @@ import pytest
 from helpers import small_run
 
 from t2vlad_lib import train as train_module
-from t2vlad_lib.ablate import TABLE4, TABLE5, VARIANTS, ablate, markdown_table, summarize, sweep
+from t2vlad_lib.ablate import TABLE4, TABLE5, VARIANTS, ablate, markdown_table, summarize, sweep, verdict
 
 
 def test_variants_cover_the_papers_tables():
@@ -56,3 +56,11 @@ def test_summarize_gives_mean_and_sample_std_per_variant_in_order():
         "| b | 3 | 3.0 ± 2.6 |",
         "| a | 2 | 6.0 ± 1.4 |",
     ]
+
+
+def test_verdict_needs_every_seed():
+    assert verdict([1.2, 0.8, 2.3]) == "holds"
+    assert verdict([-1.7, -0.3, -2.4]) == "reversed"
+    assert verdict([0.4, 0.0, 0.3]) == "cannot tell"  # a tie agrees with neither side
+    assert verdict([-0.5, 1.0, -2.0]) == "cannot tell"
+    assert verdict([3.0]) == "one seed: cannot tell"

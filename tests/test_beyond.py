@@ -83,7 +83,7 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     student = json.loads((out / "sys-t2vlad-distillation/seed0/config.json").read_text())
     assert student["distill"]["teacher"] == str(out / "base/seed0/best.pt")
     dual, rerank = table.iloc[0], table.iloc[1]
-    head = json.loads((out / "base/seed0/matching-k3-summary.json").read_text())
+    head = json.loads((out / "base/seed0/matching-k3.json").read_text())
     assert rerank["params"] == dual["params"] + head["head_params"] > dual["params"]
     assert rerank["query_seconds"] > head["rerank_seconds_per_query"] > 0  # the k head passes are added
     assert "rerank_seconds" not in table.columns
