@@ -1,9 +1,13 @@
-"""DigitClips generation: byte-identical files per seed, the shipped sample, render = features, captions."""
+"""DigitClips generation: byte-identical files per seed and per CPU, the shipped sample, render = features,
+captions."""
 
 from __future__ import annotations
 
 import hashlib
-import pickle
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +15,13 @@ import pytest
 import torch
 
 from t2vlad_lib.data import ensure_digitclips, load_split, render
-from t2vlad_lib.data.appearance import appearance_features, load_appearance_cnn, training_frames
+from t2vlad_lib.data.appearance import ExactCNN, appearance_features, load_appearance_cnn, training_frames
 from t2vlad_lib.data.calibrate import oracle_r1
 from t2vlad_lib.data.captions import encode_pool, match, parse_bag, query_bag, video_bag
-from t2vlad_lib.data.digitclips import SIZES_FAST, dataset_dir, generate_digitclips
+from t2vlad_lib.data.digitclips import SIZES_FAST, VERSION, dataset_dir, generate_digitclips, read_attributes
 from t2vlad_lib.data.experts import audio_features, motion_features, scene_features
+from t2vlad_lib.data.fixtures import make_digitclips_sample
+from t2vlad_lib.data.released import read_pickle
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data_samples" / "digitclips-sample"
 
@@ -25,23 +31,72 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 def _attrs(root: Path) -> dict:
-    with open(root / "attributes.pkl", "rb") as f:
-        return pickle.load(f)
+    return read_attributes(root)
+
+
+# sha256 of the shipped sample: a change of these bytes is a new DigitClips version (digitclips.VERSION)
+SAMPLE_SHA256 = {
+    "attributes.json": "27905c8dc3a7a9eb5559ba6b7b78df9d1523a5bd6b5c5bce2d32cc295e727029",
+    "dataset.json": "429292ee2896951247a97f817c809c1ee8d29cbc732d6a8482df076b02f9fe85",
+    "features.appearance.pkl": "526a16793373de03a5d6d60c8153f1d5c8865e10c6cac8a8d23938357bd968a3",
+    "features.audio.pkl": "dbdc338328857c122e137bb725abd54eff1df8915a511f3c661385a60d35629c",
+    "features.motion.pkl": "1ad59011ee17c1154e23915693075a97622830694c7f1a2b5bd7b3ce23429624",
+    "features.scene.pkl": "4a00b45de811b0dcd3a5a7daf7660f6a740e12089aacafbe73898419ef1c06e1",
+    "raw-captions.pkl": "40d83d85f61d50db88d921b54e95617e2c8bd21e099a8e3847a7eee84c207aeb",
+    "test_caption_idx.pkl": "8dfe5b4f8c3797719354ad3a7ad5f080e2ebd8a03a496b5532b00be37d63c3f8",
+    "test_list.txt": "6256c6f2fa2dc698aa6f398cd17951c7757bd012b5688f70ae8c88c879ef0882",
+    "train_list.txt": "e0fc7bcc29f03669d37772db613ec059fc084021a27888a38b6dfddcf79e8373",
+    "val_list.txt": "122737588517ae1bb9eac4ecfc9cb6ff11e46cca0b3cb9365f0a5626855a0aa5",
+}
+
+
+def test_shipped_sample_hashes_are_pinned():
+    assert _hashes(SAMPLE) == SAMPLE_SHA256
+    assert json.loads((SAMPLE / "dataset.json").read_text())["version"] == VERSION
 
 
 @pytest.mark.slow
 def test_shipped_sample_is_what_the_generator_makes(tmp_path):
     """Regenerating the 64-video sample gives byte-identical files (same seed, same code)."""
-    out = generate_digitclips(tmp_path / "s", {"train": 32, "val": 16, "test": 16}, seed=0, workers=1,
-                              name="digitclips-sample")
-    assert _hashes(out) == _hashes(SAMPLE)
+    assert _hashes(make_digitclips_sample(tmp_path / "s")) == SAMPLE_SHA256
+
+
+# numpy and torch switched to their plain (no SIMD dispatch) code paths, MKL in its portable mode, one thread
+def _baseline_cpu_env() -> dict[str, str]:
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__
+    env = dict(os.environ)
+    env.update({
+        "NPY_DISABLE_CPU_FEATURES": " ".join(__cpu_dispatch__),  # every target this numpy build dispatches
+        "ATEN_CPU_CAPABILITY": "default",  # torch's scalar kernels
+        "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN convolutions without AVX
+        "MKL_CBWR": "COMPATIBLE",
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    })
+    return env
+
+
+@pytest.mark.slow
+def test_sample_bytes_do_not_depend_on_the_cpus_simd_extensions(tmp_path):
+    """The sample regenerated with every SIMD path of numpy and torch disabled (a CPU without AVX) is the
+    same bytes as the shipped one: with AVX2 or AVX-512 present, this machine's default paths made those
+    (``test_shipped_sample_is_what_the_generator_makes``)."""
+    code = ("import sys; from t2vlad_lib.data.fixtures import make_digitclips_sample; "
+            "make_digitclips_sample(sys.argv[1])")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], env=_baseline_cpu_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _hashes(tmp_path / "s") == SAMPLE_SHA256
 
 
 @pytest.mark.slow
 def test_fast_generation_is_deterministic_and_worker_independent(tmp_path):
     a = ensure_digitclips(fast=True, seed=0, root=tmp_path / "a")
-    assert a == dataset_dir(True, 0, tmp_path / "a") and a.name == "digitclips-fast-seed0"
-    b = generate_digitclips(tmp_path / "b" / a.name, SIZES_FAST, seed=0, workers=2, name="digitclips-fast")
+    assert a == dataset_dir(True, 0, tmp_path / "a") and a.name == f"digitclips-v{VERSION}-fast-seed0"
+    b = generate_digitclips(tmp_path / "b" / a.name, SIZES_FAST, seed=0, workers=2,
+                            name=f"digitclips-v{VERSION}-fast")
     assert _hashes(a) == _hashes(b)
     c = generate_digitclips(tmp_path / "c", {"train": 8, "val": 4, "test": 4}, seed=1, workers=1)
     assert _hashes(c)["features.appearance.pkl"] != _hashes(a)["features.appearance.pkl"]
@@ -67,14 +122,14 @@ def test_render_reproduces_the_stored_features():
         else:
             np.testing.assert_array_equal(audio, data.features["audio"][i])
         app = appearance_features(model, frames[None])[0]
-        np.testing.assert_allclose(app, data.features["appearance"][i], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(app, data.features["appearance"][i])
     with pytest.raises(ValueError, match="'video7010' is not a DigitClips id"):
         render("video7010")
 
 
 def test_captions_mention_true_attributes_and_single_out_their_video():
     attrs = _attrs(SAMPLE)
-    raw = pickle.loads((SAMPLE / "raw-captions.pkl").read_bytes())
+    raw = read_pickle(SAMPLE / "raw-captions.pkl")
     for split in ("train", "val", "test"):
         ids = (SAMPLE / f"{split}_list.txt").read_text().split()
         specs = [attrs["specs"][v] for v in ids]
@@ -117,20 +172,35 @@ def test_vectorised_match_equals_naive_loop():
 
 
 def test_test_caption_index_and_oracle():
-    idx = pickle.loads((SAMPLE / "test_caption_idx.pkl").read_bytes())
+    idx = read_pickle(SAMPLE / "test_caption_idx.pkl")
     assert set(idx) == set((SAMPLE / "test_list.txt").read_text().split())
     assert all(0 <= k < 6 for k in idx.values())
     assert oracle_r1(SAMPLE, "test", "all", "structured") > 90.0
     assert oracle_r1(SAMPLE, "test", "all", "bag") > 50.0
 
 
-def test_shipped_cnn_classifies_held_out_digits():
-    """Digits of odd index in load_digits were never seen in training."""
+def test_shipped_cnn_classifies_held_out_digits_and_its_exact_version_keeps_that():
+    """Digits of odd index in load_digits were never seen in training. The exact integer network gives the
+    float features to 2 % of their range, and the float heads classify its features as well."""
     frames, y = training_frames(600, seed=5, parity=1)
     model = load_appearance_cnn()
+    exact = ExactCNN(model).features(frames)
     with torch.no_grad():
-        digit, colour, size = model(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
-    assert (digit.argmax(1).numpy() == y[:, 0]).mean() > 0.9
-    assert (colour.argmax(1).numpy() == y[:, 1]).mean() > 0.97
-    assert (size.argmax(1).numpy() == y[:, 2]).mean() > 0.97
+        feats = model.features(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+        for h in (feats, torch.from_numpy(exact).float()):
+            assert (model.digit(h).argmax(1).numpy() == y[:, 0]).mean() > 0.9
+            assert (model.colour(h).argmax(1).numpy() == y[:, 1]).mean() > 0.97
+            assert (model.size(h).argmax(1).numpy() == y[:, 2]).mean() > 0.97
+    assert np.abs(exact - feats.numpy()).max() < 0.02 * float(feats.max())
     assert sum(p.numel() for p in model.parameters()) < 50_000
+
+
+def test_exact_cnn_sums_are_exact_and_its_check_catches_an_inexact_convolution(monkeypatch):
+    exact = ExactCNN(load_appearance_cnn())  # runs the int64 comparison
+    frames = np.random.default_rng(3).integers(0, 256, (2, 48, 48, 3)).astype(np.uint8)
+    ints = exact.integers(frames)
+    assert torch.equal(ints, ints.round()) and float(ints.abs().max()) < 2**24
+    real_conv = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, b, **kw: real_conv(x, w, b, **kw) + 0.25)
+    with pytest.raises(RuntimeError, match="not exact"):
+        exact.check()

@@ -122,3 +122,45 @@ def test_audio_pitch_follows_digit(digit):
     freqs = np.linspace(0, 4000, 1025)
     peak = freqs[np.argmax(mel_filterbank()[band])]
     assert abs(np.log2(peak / (180 * 2 ** (digit / 4.5)))) < 0.35
+
+
+def test_orientation_bins_equal_arctan2_away_from_edges_and_decide_edges_exactly():
+    from t2vlad_lib.data.experts import orientation_bins
+
+    rng = np.random.default_rng(0)
+    gx, gy = rng.integers(-3060, 3061, 50_000), rng.integers(-3060, 3061, 50_000)
+    theta = np.mod(np.arctan2(gy.astype(float), gx.astype(float)), np.pi) / (np.pi / 8)
+    away = np.abs(theta - np.rint(theta)) > 1e-9  # float arctan2 is trustworthy here
+    np.testing.assert_array_equal(orientation_bins(gx, gy)[away], np.floor(theta[away]).astype(int) % 8)
+    # hand-checked edges: 0, 45, 90, 135 degrees start their bins; 180 degrees is 0 again; (0, 0) -> 0
+    edges = {(5, 0): 0, (3, 3): 2, (0, 7): 4, (-2, 2): 6, (-4, 0): 0, (0, -7): 4, (0, 0): 0, (2, -2): 6}
+    got = orientation_bins(np.array([k[0] for k in edges]), np.array([k[1] for k in edges]))
+    assert got.tolist() == list(edges.values())
+    full = orientation_bins(np.array([1, -1, 0, 1]), np.array([0, 0, -1, -1]), full_circle=True)
+    assert full.tolist() == [0, 8, 12, 14]  # 0, 180, 270, 315 degrees
+
+
+def test_lbp_uniform_equals_a_naive_loop():
+    from t2vlad_lib.data.experts import lbp_uniform
+
+    img = np.random.default_rng(1).integers(0, 6, (9, 11))  # few levels: many ties (>= counts)
+    ring = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
+    want = np.zeros((7, 9), int)
+    for i in range(1, 8):
+        for j in range(1, 10):
+            bits = [int(img[i + dy, j + dx] >= img[i, j]) for dy, dx in ring]
+            changes = sum(bits[k] != bits[k - 1] for k in range(8))
+            want[i - 1, j - 1] = sum(bits) if changes <= 2 else 9
+    np.testing.assert_array_equal(lbp_uniform(img), want)
+
+
+def test_stored_features_are_on_the_quantisation_grid():
+    from t2vlad_lib.data.experts import QUANTUM
+
+    s = next(s for s in SPECS if s["sound"] is not None)
+    frames = render_frames(s)
+    for feats in (motion_features(frames), scene_features(frames), audio_features(render_audio(s))):
+        assert feats.dtype == np.float32
+        np.testing.assert_array_equal(np.round(feats.astype(np.float64) / QUANTUM) * QUANTUM, feats)
+    wave = render_audio(s)
+    np.testing.assert_array_equal(np.rint(wave.astype(np.float64) * 32768), wave * 32768.0)  # 16-bit PCM

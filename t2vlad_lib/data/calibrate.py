@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from .captions import match, parse_bag, video_bag
-from .released import load_split, read_pickle
+from .digitclips import read_attributes
+from .released import load_split
 
 __all__ = ["oracle_r1", "ridge_baseline"]
 
 
 def _queries(root: Path, split: str, protocol: str):
     data = load_split(root, split, verbose=False)
-    attrs = read_pickle(root / "attributes.pkl")
+    attrs = read_attributes(root)
     rows = []  # (video row, caption words, query)
     for i, v in enumerate(data.video_ids):
         picks = [data.caption_index[i]] if protocol == "index" else range(len(data.captions[i]))
@@ -34,7 +35,7 @@ def _queries(root: Path, split: str, protocol: str):
 
 def oracle_r1(root: str | Path, split: str = "test", protocol: str = "all",
               kind: str = "structured") -> float:
-    """R@1 (percent) of the attribute oracle on a DigitClips directory (needs ``attributes.pkl``)."""
+    """R@1 (percent) of the attribute oracle on a DigitClips directory (needs ``attributes.json``)."""
     from .captions import encode_pool
 
     root = Path(root)

@@ -3,17 +3,22 @@
 ``ensure_digitclips()`` returns a directory (generated on first use, then cached) that ``load_split``
 reads like MSRVTT's release::
 
-    digitclips-<full|fast>-seed<seed>/
+    digitclips-v<VERSION>-<full|fast>-seed<seed>/
       dataset.json                  layout: experts and dims, split files, caption index, text length
       features.<expert>.pkl         video_id -> float32 (T_e, D_e), or float NaN when missing (audio)
       raw-captions.pkl              video_id -> list of captions, each a list of words
       train_list.txt val_list.txt test_list.txt   one video id per line
       test_caption_idx.pkl          test video_id -> int, the one caption of the 1k-A-style protocol
-      attributes.pkl                {"specs": video_id -> spec, "queries": video_id -> [query per caption]}
+      attributes.json               {"specs": video_id -> spec, "queries": video_id -> [query per caption]}
+                                    (the generator's ground truth; JSON, read with ``read_attributes``)
 
 Experts (T_e, D_e): appearance (12, 64), motion (6, 32), scene (3, 48), audio (12, 32).
-Same seed, same sizes -> byte-identical files (per-video random streams, fixed work chunks, one torch
-thread per chunk).
+Same seed, same sizes -> byte-identical files on every x86-64 CPU, whatever its SIMD extensions and the
+number of workers or threads: per-video random streams drawn with integer arithmetic, fixed work chunks,
+and experts computed exactly or rounded past their floating-point noise (``experts.py``).
+
+``VERSION`` is part of every generated name: 1 was the first generator (float32 experts whose last bits
+depended on the CPU); 2 computes the same experts exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from .captions import encode_pool, make_captions
 from .experts import EXPERT_SHAPES, audio_features, motion_features, scene_features
 from .render import render_audio, render_frames, sample_spec
 
-__all__ = ["SIZES_FULL", "SIZES_FAST", "generate_digitclips", "ensure_digitclips", "render", "dataset_dir"]
+__all__ = ["VERSION", "SIZES_FULL", "SIZES_FAST", "generate_digitclips", "ensure_digitclips", "render",
+           "dataset_dir", "read_attributes"]
+
+VERSION = 2
 
 SIZES_FULL = {"train": 3000, "val": 500, "test": 1000}
 SIZES_FAST = {"train": 200, "val": 50, "test": 100}
@@ -57,7 +65,7 @@ def _features_chunk(args: tuple) -> list[tuple]:
     """Worker: all four experts and the captions of a chunk of videos."""
     import torch
 
-    from .appearance import appearance_features, load_appearance_cnn
+    from .appearance import ExactCNN, appearance_features, load_appearance_cnn
 
     indices, seed, n_captions, pools = args
     threads = torch.get_num_threads()
@@ -65,7 +73,7 @@ def _features_chunk(args: tuple) -> list[tuple]:
     try:
         specs = [sample_spec(i, seed) for i in indices]
         frames = np.stack([render_frames(s) for s in specs])
-        app = appearance_features(load_appearance_cnn(), frames)
+        app = appearance_features(ExactCNN(load_appearance_cnn()), frames)
     finally:
         torch.set_num_threads(threads)
     out = []
@@ -140,14 +148,16 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
     for expert in EXPERT_SHAPES:
         _dump({vid: feats[expert] for vid, feats, *_ in results}, tmp / f"features.{expert}.pkl")
     _dump({vid: words for vid, _, words, _, _ in results}, tmp / "raw-captions.pkl")
-    _dump({"specs": {vid: s for vid, *_, s in results}, "queries": {vid: q for vid, _, _, q, _ in results}},
-          tmp / "attributes.pkl")
+    attributes = {"specs": {vid: s for vid, *_, s in results},
+                  "queries": {vid: q for vid, _, _, q, _ in results}}
+    (tmp / "attributes.json").write_text(json.dumps(attributes, sort_keys=True) + "\n")
     for split, vids in ids.items():
         (tmp / f"{split}_list.txt").write_text("".join(v + "\n" for v in vids))
     rng = np.random.default_rng([seed, 99])
     _dump({v: int(rng.integers(captions_per_video)) for v in ids["test"]}, tmp / "test_caption_idx.pkl")
     meta = {
         "name": name,
+        "version": VERSION,
         "experts": {e: list(s) for e, s in EXPERT_SHAPES.items()},
         "splits": {s: f"{s}_list.txt" for s in sizes},
         "captions": "raw-captions.pkl",
@@ -165,9 +175,21 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
 
 
 def dataset_dir(fast: bool | None = None, seed: int = 0, root: str | Path | None = None) -> Path:
-    """Where ``ensure_digitclips`` keeps a variant: ``<root>/digitclips-<full|fast>-seed<seed>``."""
+    """Where ``ensure_digitclips`` keeps a variant: ``<root>/digitclips-v<VERSION>-<full|fast>-seed<seed>``
+    (``root`` defaults to ``utils.cache_dir()``)."""
     fast = is_fast() if fast is None else fast
-    return Path(root or cache_dir()) / f"digitclips-{'fast' if fast else 'full'}-seed{seed}"
+    return Path(root or cache_dir()) / f"digitclips-v{VERSION}-{'fast' if fast else 'full'}-seed{seed}"
+
+
+def read_attributes(root: str | Path) -> dict:
+    """The ground truth of a generated directory: ``{"specs": id -> spec, "queries": id -> [query]}``."""
+    path = Path(root) / "attributes.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; only generated DigitClips directories have attributes")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); regenerate the directory") from None
 
 
 def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path | None = None) -> Path:
@@ -182,5 +204,5 @@ def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path 
     out = dataset_dir(fast, seed, root)
     if not (out / "dataset.json").exists():
         generate_digitclips(out, SIZES_FAST if fast else SIZES_FULL, seed=seed,
-                            name=f"digitclips-{'fast' if fast else 'full'}")
+                            name=f"digitclips-v{VERSION}-{'fast' if fast else 'full'}")
     return out
