@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, get_layout, load_split
+from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, get_layout, load_split, read_pickle
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 MSRVTT = SAMPLES / "msrvtt-fixture"
@@ -163,3 +165,55 @@ def test_absent_key_is_missing_and_counted(msrvtt, capsys):
     data = load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb", "flow"])
     assert data.features["rgb"][0] is None and data.features["flow"][0] is not None
     assert "1 of 4 test videos have no rgb (missing) (1 absent from the file)" in capsys.readouterr().out
+
+
+# --- pickles that would run code, and files that are not pickles ---------------------------------------
+
+
+class _RunsCode:
+    """Unpickling this calls ``fn(*args)``: what a malicious feature file would do."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.exec"])
+def test_pickle_that_would_run_code_is_refused(msrvtt, how):
+    marker = msrvtt / "marker"
+    payload = (_RunsCode(os.system, f"touch {marker}") if how == "os.system"
+               else _RunsCode(exec, f"open({str(marker)!r}, 'w').write('ran')"))
+    fn = payload.fn
+    table = dict(_load(msrvtt / "features.rgb.pkl"))
+    table["video7011"] = payload
+    _save(table, msrvtt / "features.rgb.pkl")
+    refused = re.escape(f"features.rgb.pkl: refused global {fn.__module__}.{fn.__name__}")
+    with pytest.raises(ValueError, match=refused):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+    with pytest.raises(ValueError, match=refused):
+        read_pickle(msrvtt / "features.rgb.pkl")
+    assert not marker.exists()  # refused before anything was called
+
+
+def _py2_numpy1_pickle(x: np.ndarray) -> bytes:
+    """A float32 array as python 2 + numpy 1.x wrote it: ``numpy.core`` path, raw data as a py2 str."""
+    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    shape = b"K" + bytes([x.shape[0]]) + b"K" + bytes([x.shape[1]]) + b"\x86"
+    data = x.astype("<f4").tobytes()
+    return (b"\x80\x02}U\x05videoc" + b"numpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b"
+            + b"\x87R(K\x01" + shape + dtype + b"\x89T" + len(data).to_bytes(4, "little") + data + b"tbs.")
+
+
+def test_numpy_arrays_of_every_pickle_flavour_load(tmp_path):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+    for protocol in (2, 4, 5):  # 2: _codecs.encode for bytes; 5: numpy._core.numeric._frombuffer
+        _save_with = tmp_path / f"p{protocol}.pkl"
+        _save_with.write_bytes(pickle.dumps({"v": x, "k": np.int64(3), "s": {1, 2}}, protocol=protocol))
+        got = read_pickle(_save_with)
+        np.testing.assert_array_equal(got["v"], x)
+        assert got["k"] == 3 and got["s"] == {1, 2}
+    old = tmp_path / "py2.pkl"
+    old.write_bytes(_py2_numpy1_pickle(x))  # non-ASCII raw bytes: read again with encoding="latin1"
+    np.testing.assert_array_equal(read_pickle(old)["video"], x)

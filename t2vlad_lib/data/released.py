@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .pickles import read_pickle
 
 __all__ = ["RELEASED_DIMS", "Layout", "LAYOUTS", "SplitData", "get_layout", "load_split", "read_pickle"]
 
@@ -81,25 +81,6 @@ def get_layout(root: str | Path, layout: str | Layout | None = None) -> Layout:
                   meta.get("captions", "raw-captions.pkl"), meta.get("caption_index", {}),
                   meta.get("max_text_tokens", 37), meta.get("fuse_captions", False),
                   meta.get("feature_files", {}))
-
-
-@lru_cache(maxsize=16)
-def _read_cached(path: str, mtime_ns: int, size: int):
-    with open(path, "rb") as f:
-        try:
-            return pickle.load(f)
-        except UnicodeDecodeError:  # python-2 pickles of some releases
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
-
-
-def read_pickle(path: str | Path):
-    """Load a pickle (cached by path and modification time: do not mutate the result)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    st = path.stat()
-    return _read_cached(str(path), st.st_mtime_ns, st.st_size)
 
 
 @dataclass
