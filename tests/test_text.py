@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import small_run
 from torch import nn
 from transformers import AlbertConfig, BertConfig, BertTokenizer
 
@@ -343,3 +344,20 @@ def test_full_disk_leaves_no_temp_file(tmp_path, monkeypatch, how):
     assert "No space left on device" in _cache_warnings(record)[0]
     assert states.shape == (4, 9, 32)
     assert list(tmp_path.iterdir()) == []  # neither the cache file nor a temp file
+
+
+@pytest.mark.slow
+def test_text_state_cache_name_has_protocol_and_caption_hash(tmp_path, monkeypatch):
+    from t2vlad_lib.config import load_config
+    from t2vlad_lib.pipeline import prepare
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path))
+    states = tmp_path / "text-states"
+    seen = []
+    for protocol in ("fixed", "all", "fixed"):
+        prepare(load_config("fast", {**small_run(), "data.test_protocol": protocol}), verbose=False)
+        seen.append({p.name: p.stat().st_mtime_ns for p in states.iterdir()})
+    assert len(seen[1]) == 2 and seen[2] == seen[1]  # switching back reads the file, does not rewrite it
+    fixed, every = (next(n for n in seen[1] if f"-{p}-" in n) for p in ("fixed", "all"))
+    assert fixed.startswith("digitclips-sample-fixed-") and every.startswith("digitclips-sample-all-")
+    assert fixed.split("-")[-1] != every.split("-")[-1]  # different caption lists, different hashes
