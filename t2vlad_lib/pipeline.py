@@ -228,8 +228,9 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
         tag = hashlib.sha1(f"{root.resolve()}|{encoder.name}|{cfg.data.caption_len}".encode()).hexdigest()[
             :12
         ]
-        path = Path(cache_dir()) / "text-states" / f"{root.name}-{tag}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # protocol + caption hash in the name: `fixed` and `all` (or edited captions) keep separate files
+        caps = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:8]
+        path = Path(cache_dir()) / "text-states" / f"{root.name}-{cfg.data.test_protocol}-{tag}-{caps}.pt"
         states, _, inverse = encode_captions_cached(
             encoder, None, captions, cfg.data.caption_len, path, progress=verbose, return_inverse=True
         )

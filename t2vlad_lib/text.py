@@ -13,6 +13,7 @@ not there fails at once with :class:`TextModelUnavailable`, which says what to i
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -382,7 +383,8 @@ def encode_captions_cached(
         tokenizer: a ``transformers`` tokenizer, or ``None`` / the encoder itself to use ``encoder.tokenize``.
         captions: N strings. max_len: L, tokens incl. [CLS]/[SEP] (the paper: 37).
         cache_path: a ``.pt`` file; reused only when its key (encoder name + weight fingerprint + L + dtype +
-            hash of the ordered caption list) matches, else recomputed and overwritten atomically.
+            hash of the ordered caption list) matches, else recomputed and overwritten atomically. A location
+            that cannot take the file (read-only, full disk, no permission) warns once; states stay in memory.
         batch_size: captions per forward; batches are formed by length so short captions run short.
         return_inverse: return (states (U, L, H), mask (U, L), inverse (N,)) instead of expanding to N rows.
     Returns:
@@ -415,7 +417,7 @@ def encode_captions_cached(
         states, mask = _encode_sorted(encoder, text, batch_size, dtype, progress)
         blob = {"key": key, "states": states, "mask": mask, "inverse": inverse}
         if cache_path is not None:
-            _atomic_save(blob, cache_path)
+            _save_or_warn(blob, cache_path)
     states, mask, inverse = blob["states"], blob["mask"], blob["inverse"]
     if return_inverse:
         return states, mask, inverse
@@ -454,14 +456,39 @@ def _encode_sorted(
     return out, att.bool()
 
 
+# errors that mean "this cache location cannot take the file": the states are still good in memory
+_UNWRITABLE = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+_warned_unwritable: set[str] = set()
+
+
+def _save_or_warn(blob: dict, path: str | os.PathLike) -> None:
+    """``_atomic_save``, but a read-only, full or forbidden cache location only warns (once per path)."""
+    try:
+        _atomic_save(blob, path)
+    except OSError as err:
+        if err.errno not in _UNWRITABLE:
+            raise
+        if str(path) not in _warned_unwritable:
+            _warned_unwritable.add(str(path))
+            warnings.warn(
+                f"text-state cache {path} could not be written ({err.strerror}); continuing with the states "
+                "in memory: set T2VLAD_CACHE to a writable directory",
+                stacklevel=3,
+            )
+
+
 def _atomic_save(blob: dict, path: str | os.PathLike) -> None:
-    """torch.save to a temp file in the same directory, then os.replace: readers never see half a file."""
+    """torch.save to a temp file in the same directory, then os.replace: readers never see half a file.
+
+    The temp file is written through a Python file object, so a full disk raises ``OSError(ENOSPC)``
+    (torch.save to a path reports it as a RuntimeError without errno); it is removed on any failure.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(blob, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

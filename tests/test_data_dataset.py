@@ -138,3 +138,16 @@ def test_hf_tokenizer_on_digitclips():
     batch = ds.collate([ds[0], ds[1]])
     assert batch.text.input_ids.shape == (12, 24) and batch.query_mask.all()
     assert set(batch.video.experts) == {"appearance", "motion", "scene", "audio"}
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"max_segments": 0}, r"sample/val: max_segments \{'every expert': 0\}; expected integers T_e >= 1"),
+    ({"max_segments": {"appearance": -2}}, r"max_segments \{'appearance': -2\}; expected integers T_e >= 1"),
+    ({"max_segments": {"motion": 2.5}}, r"max_segments \{'motion': 2.5\}; expected integers"),
+    ({"max_text_tokens": 2}, "max_text_tokens=2; expected an integer >= 3"),
+    ({"experts": ["appearance", "rgb"]}, r"experts \['rgb'\] were not loaded for split 'val'; expected"),
+])
+def test_lengths_that_would_drop_data_and_unknown_experts(kwargs, expected):
+    data = load_split(DIGITS, "val", verbose=False)
+    with pytest.raises(ValueError, match=expected):
+        RetrievalDataset(data, None, verbose=False, **kwargs)

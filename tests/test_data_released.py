@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, get_layout, load_split
+from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, Layout, get_layout, load_split, read_pickle
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 MSRVTT = SAMPLES / "msrvtt-fixture"
@@ -163,3 +166,184 @@ def test_absent_key_is_missing_and_counted(msrvtt, capsys):
     data = load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb", "flow"])
     assert data.features["rgb"][0] is None and data.features["flow"][0] is not None
     assert "1 of 4 test videos have no rgb (missing) (1 absent from the file)" in capsys.readouterr().out
+
+
+# --- pickles that would run code, and files that are not pickles ---------------------------------------
+
+
+class _RunsCode:
+    """Unpickling this calls ``fn(*args)``: what a malicious feature file would do."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.exec"])
+def test_pickle_that_would_run_code_is_refused(msrvtt, how):
+    marker = msrvtt / "marker"
+    payload = (_RunsCode(os.system, f"touch {marker}") if how == "os.system"
+               else _RunsCode(exec, f"open({str(marker)!r}, 'w').write('ran')"))
+    fn = payload.fn
+    table = dict(_load(msrvtt / "features.rgb.pkl"))
+    table["video7011"] = payload
+    _save(table, msrvtt / "features.rgb.pkl")
+    refused = re.escape(f"features.rgb.pkl: refused global {fn.__module__}.{fn.__name__}")
+    with pytest.raises(ValueError, match=refused):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+    with pytest.raises(ValueError, match=refused):
+        read_pickle(msrvtt / "features.rgb.pkl")
+    assert not marker.exists()  # refused before anything was called
+
+
+def _py2_numpy1_pickle(x: np.ndarray) -> bytes:
+    """A float32 array as python 2 + numpy 1.x wrote it: ``numpy.core`` path, raw data as a py2 str."""
+    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    shape = b"K" + bytes([x.shape[0]]) + b"K" + bytes([x.shape[1]]) + b"\x86"
+    data = x.astype("<f4").tobytes()
+    return (b"\x80\x02}U\x05videoc" + b"numpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b"
+            + b"\x87R(K\x01" + shape + dtype + b"\x89T" + len(data).to_bytes(4, "little") + data + b"tbs.")
+
+
+def test_numpy_arrays_of_every_pickle_flavour_load(tmp_path):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+    for protocol in (2, 4, 5):  # 2: _codecs.encode for bytes; 5: numpy._core.numeric._frombuffer
+        _save_with = tmp_path / f"p{protocol}.pkl"
+        _save_with.write_bytes(pickle.dumps({"v": x, "k": np.int64(3), "s": {1, 2}}, protocol=protocol))
+        got = read_pickle(_save_with)
+        np.testing.assert_array_equal(got["v"], x)
+        assert got["k"] == 3 and got["s"] == {1, 2}
+    old = tmp_path / "py2.pkl"
+    old.write_bytes(_py2_numpy1_pickle(x))  # non-ASCII raw bytes: read again with encoding="latin1"
+    np.testing.assert_array_equal(read_pickle(old)["video"], x)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "list"])
+def test_unreadable_or_wrong_pickle(msrvtt, damage):
+    path = msrvtt / ("raw-captions.pkl" if damage == "list" else "features.rgb.pkl")
+    if damage == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        expected = r"features.rgb.pkl: not a readable pickle \(UnpicklingError: pickle data was truncated\)"
+    elif damage == "text":
+        path.write_text("video7010 0.1 0.2\n")
+        expected = r"features.rgb.pkl: not a readable pickle \(UnpicklingError: invalid load key"
+    else:
+        _save(list(_load(path).items()), path)
+        expected = r"raw-captions.pkl: holds a list; expected a dict video_id -> list of captions"
+    with pytest.raises(ValueError, match=expected):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+# --- features, captions, caption index -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (np.array([[0.5, "x"]] * 2, dtype=object), "has an array of dtype object; expected a numeric"),
+    (np.full((2, 2048), "a"), "has an array of dtype <U1; expected a numeric"),
+    (np.zeros((2, 2048), np.complex64), "has an array of dtype complex64; expected a numeric"),
+    (np.zeros((2, 3, 2048), np.float32), r"has shape \(2, 3, 2048\); expected \(T, D\) with T >= 1"),
+    (np.array(1.0, np.float32), r"has shape \(\); expected \(T, D\)"),
+    (np.full((1, 2048), 1e300), "has NaN or inf inside a present feature"),  # inf once cast to float32
+])
+def test_feature_of_wrong_dtype_or_shape(msrvtt, value, expected):
+    table = dict(_load(msrvtt / "features.rgb.pkl"))
+    table["video7011"] = value
+    _save(table, msrvtt / "features.rgb.pkl")
+    with pytest.raises(ValueError, match=r"features.rgb.pkl: video 'video7011' " + expected):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("a red seven moves left", "has captions of type str; expected a list of captions, each a list of words"),
+    (["a", "red", "seven"], r"has one flat list of 3 words \['a', 'red', 'seven'\]; expected a list of "
+                            r"captions, each a list of words \(or a string\) \(wrap one caption's words"),
+    ([["a", "red"], ["a", 7]], r"has caption #1 of type list \(\['a', 7\]\); expected a list of captions"),
+    ([[b"a", b"red\xff"]], r"caption #0: b'red\\xff' is not valid UTF-8 \(byte 3\); expected UTF-8 text"),
+])
+def test_captions_that_are_not_a_list_of_captions(msrvtt, value, expected):
+    caps = dict(_load(msrvtt / "raw-captions.pkl"))
+    caps["video7011"] = value
+    _save(caps, msrvtt / "raw-captions.pkl")
+    with pytest.raises(ValueError, match=r"raw-captions.pkl: video 'video7011',? " + expected):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+def test_word_lists_caption_strings_and_utf8_bytes_are_read(msrvtt):
+    caps = dict(_load(msrvtt / "raw-captions.pkl"))
+    caps["video7010"] = ["a red seven", "  a blue two "]
+    caps["video7011"] = [["a", "caf\u00e9"], [b"na\xc3\xafve", b"digit"], "dog"]
+    _save(caps, msrvtt / "raw-captions.pkl")
+    data = load_split(msrvtt, "test", layout="msrvtt-full", verbose=False)
+    assert data.captions[:2] == [["a red seven", "a blue two"], ["a caf\u00e9", "na\u00efve digit", "dog"]]
+
+
+@pytest.mark.parametrize("value", [2.7, True, "3", np.float64(1.0), None])
+def test_caption_index_must_be_an_integer(msrvtt, value):
+    table = dict(_load(msrvtt / "jsfusion_val_caption_idx.pkl"))
+    table["video7012"] = value
+    _save(table, msrvtt / "jsfusion_val_caption_idx.pkl")
+    expected = re.escape(f"jsfusion_val_caption_idx.pkl: video 'video7012' has caption index {value!r} "
+                         f"({type(value).__name__}); expected an integer 0..18")
+    with pytest.raises(ValueError, match=expected):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    table["video7012"] = np.int64(18)  # numpy integers are integers
+    _save(table, msrvtt / "jsfusion_val_caption_idx.pkl")
+    data = load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    assert data.caption_index[2] == 18 and type(data.caption_index[2]) is int
+
+
+# --- split lists ------------------------------------------------------------------------------------------
+
+
+def test_ids_shared_between_splits(msrvtt):
+    with open(msrvtt / "val_list_jsfusion.txt", "a") as f:
+        f.write("video6513\nvideo3\n")
+    expected = (r"val_list_jsfusion.txt \(test\) and .*train_list_jsfusion.txt \(train\) share 2 video ids, "
+                r"e.g. \['video3', 'video6513'\]; expected disjoint splits")
+    with pytest.raises(ValueError, match=expected):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    with pytest.raises(ValueError, match=r"train_list_jsfusion.txt \(train\) and .*val_list_jsfusion.txt"):
+        load_split(msrvtt, "train", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    # two splits may name the same list file on purpose (val = test)
+    same = Layout("val-is-test", RELEASED_DIMS, {"val": "test_list_full.txt", "test": "test_list_full.txt"})
+    assert load_split(msrvtt, "val", layout=same, verbose=False).video_ids == ["video7010", "video7011",
+                                                                                "video7012", "video7013"]
+
+
+def test_empty_or_non_utf8_split_list(msrvtt):
+    (msrvtt / "val_list_jsfusion.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match="val_list_jsfusion.txt: the split list is empty; expected one"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+    (msrvtt / "val_list_jsfusion.txt").write_bytes(b"video7010\nvideo\xff7011\n")
+    with pytest.raises(ValueError, match=r"val_list_jsfusion.txt: line 2 is not valid UTF-8 \(byte 0xff\); "
+                                         "expected UTF-8 text"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+# --- dataset.json -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    ("{not json", r"invalid JSON \(Expecting property name enclosed in double quotes at line 1, column 2\)"),
+    ([1, 2], "holds a JSON list; expected an object with keys 'experts' and 'splits'"),
+    ({"experts": None}, "key 'experts' is missing; expected a non-empty object expert -> D_e"),
+    ({"splits": None}, "key 'splits' is missing; expected a non-empty object split -> list file name"),
+    ({"splits": ["train_list.txt"]}, r"key 'splits' is \[\"train_list.txt\"\]; expected a non-empty object"),
+    ({"experts": {"motion": "32"}}, "key 'experts' is {\"motion\": \"32\"}; expected a non-empty object"),
+    ({"max_text_tokens": 2.5}, "key 'max_text_tokens' is 2.5; expected an integer >= 3"),
+    ({"fuse_captions": "yes"}, "key 'fuse_captions' is \"yes\"; expected true or false"),
+])
+def test_malformed_dataset_json(tmp_path, edit, expected):
+    meta = json.loads((DIGITS / "dataset.json").read_text())
+    if isinstance(edit, dict):
+        for key, value in edit.items():
+            meta.pop(key) if value is None else meta.__setitem__(key, value)
+        text = json.dumps(meta)
+    else:
+        text = edit if isinstance(edit, str) else json.dumps(edit)
+    (tmp_path / "dataset.json").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "dataset.json")) + ": " + expected):
+        load_split(tmp_path, "test", verbose=False)

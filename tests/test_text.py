@@ -3,11 +3,16 @@ fast and clear failure for unavailable models, and (slow) the shipped MiniLM on 
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import sys
+import tempfile
 import warnings
 
 import pytest
 import torch
+from helpers import small_run
 from torch import nn
 from transformers import AlbertConfig, BertConfig, BertTokenizer
 
@@ -260,3 +265,99 @@ def test_unreadable_cache_is_rebuilt(tmp_path):
     assert torch.equal(
         encode_captions_cached(enc, None, CAPTIONS, 9, cache_path=path, progress=False)[0], states
     )
+
+
+# --- a cache location that cannot take the file: warn once, keep the states in memory ---------------------
+
+
+def _unwritable(path) -> str:
+    return (
+        rf"text-state cache {re.escape(str(path))} could not be written \(.+\); continuing with the "
+        "states in memory: set T2VLAD_CACHE to a writable directory"
+    )
+
+
+def _cache_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "could not be written" in str(w.message)]
+
+
+def test_read_only_cache_dir_warns_once_and_keeps_states(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    try:
+        try:
+            (cache / "probe").write_text("x")
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("chmod 0o500 does not stop this user from writing (running as root)")
+        path = cache / "text-states" / "states.pt"
+        enc = tiny_encoder()
+        direct, _ = encode_captions_cached(enc, None, CAPTIONS, 9, progress=False)
+        with pytest.warns(UserWarning, match=_unwritable(path)) as record:
+            states, _ = encode_captions_cached(enc, None, CAPTIONS, 9, cache_path=path, progress=False)
+        assert len(_cache_warnings(record)) == 1 and torch.equal(states, direct)
+        assert list(cache.iterdir()) == []
+    finally:
+        cache.chmod(0o700)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_unwritable_cache_warns_once_per_path(tmp_path, monkeypatch, code):
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # what a read-only or forbidden directory does
+    path = tmp_path / "states.pt"
+    enc = Counting(tiny_encoder())
+    with pytest.warns(UserWarning, match=_unwritable(path)):
+        states, _ = encode_captions_cached(enc, None, CAPTIONS, 9, cache_path=path, progress=False)
+    assert states.shape == (4, 9, 32) and not path.exists()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again, _ = encode_captions_cached(enc, None, CAPTIONS, 9, cache_path=path, progress=False)
+    assert _cache_warnings(record) == [] and torch.equal(again, states)
+
+
+@pytest.mark.parametrize("how", ["torch.save raises", "/dev/full"])
+def test_full_disk_leaves_no_temp_file(tmp_path, monkeypatch, how):
+    if how == "torch.save raises":
+        def full(obj, f, *args, **kwargs):
+            f.write(b"half a file")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(torch, "save", full)
+    else:  # a real ENOSPC: the temp file's writes go to /dev/full
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full")
+        fdopen = os.fdopen
+
+        def to_dev_full(fd, mode="r", *args, **kwargs):
+            os.close(fd)
+            return fdopen(os.open("/dev/full", os.O_WRONLY), mode)
+
+        monkeypatch.setattr(os, "fdopen", to_dev_full)
+    path = tmp_path / "states.pt"
+    with pytest.warns(UserWarning, match=_unwritable(path) + ".*") as record:
+        states, _ = encode_captions_cached(tiny_encoder(), None, CAPTIONS, 9, cache_path=path, progress=False)
+    assert "No space left on device" in _cache_warnings(record)[0]
+    assert states.shape == (4, 9, 32)
+    assert list(tmp_path.iterdir()) == []  # neither the cache file nor a temp file
+
+
+@pytest.mark.slow
+def test_text_state_cache_name_has_protocol_and_caption_hash(tmp_path, monkeypatch):
+    from t2vlad_lib.config import load_config
+    from t2vlad_lib.pipeline import prepare
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path))
+    states = tmp_path / "text-states"
+    seen = []
+    for protocol in ("fixed", "all", "fixed"):
+        prepare(load_config("fast", {**small_run(), "data.test_protocol": protocol}), verbose=False)
+        seen.append({p.name: p.stat().st_mtime_ns for p in states.iterdir()})
+    assert len(seen[1]) == 2 and seen[2] == seen[1]  # switching back reads the file, does not rewrite it
+    fixed, every = (next(n for n in seen[1] if f"-{p}-" in n) for p in ("fixed", "all"))
+    assert fixed.startswith("digitclips-sample-fixed-") and every.startswith("digitclips-sample-all-")
+    assert fixed.split("-")[-1] != every.split("-")[-1]  # different caption lists, different hashes

@@ -69,6 +69,22 @@ class WordTokenizer:
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
+def _check_lengths(data: SplitData, max_text_tokens, max_segments) -> None:
+    """L >= 3 ([CLS] word [SEP]) and every T_e >= 1: a zero or negative length would drop data silently."""
+    where = f"{data.name}/{data.split}"
+    if max_text_tokens and (not _is_int(max_text_tokens) or max_text_tokens < 3):  # None / 0: the layout's
+        raise ValueError(f"{where}: max_text_tokens={max_text_tokens!r}; expected an integer >= 3 "
+                         "(L with [CLS] and [SEP])")
+    lengths = max_segments if isinstance(max_segments, dict) else {"every expert": max_segments}
+    bad = {e: t for e, t in lengths.items() if t is not None and (not _is_int(t) or t < 1)}
+    if bad:
+        raise ValueError(f"{where}: max_segments {bad}; expected integers T_e >= 1")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
 class RetrievalDataset(Dataset):
     """Videos of one split with their captions; ``collate`` makes a ``RetrievalBatch``.
 
@@ -82,6 +98,9 @@ class RetrievalDataset(Dataset):
         max_segments: T_e per expert (int for all, dict per expert); default the longest in the split.
         sampling: ``"uniform"`` (keep T_e evenly spaced segments) or ``"truncate"`` (keep the first T_e).
         experts: a subset of the split's experts.
+    Raises:
+        ValueError: an unknown protocol or sampling, protocol ``"index"`` without a caption index, experts
+            the split did not load, L < 3 or a T_e < 1 (which would silently drop tokens or segments).
     """
 
     def __init__(self, data: SplitData, tokenizer=None, *, train: bool = False, protocol: str = "all",
@@ -96,6 +115,11 @@ class RetrievalDataset(Dataset):
             raise ValueError(f"sampling {sampling!r}; expected 'uniform' or 'truncate'")
         self.data, self.train, self.sampling = data, train, sampling
         self.experts = list(data.experts if experts is None else experts)
+        unknown = [e for e in self.experts if e not in data.features]
+        if unknown:
+            raise ValueError(f"{data.root}: experts {unknown} were not loaded for split {data.split!r}; "
+                             f"expected a subset of {data.experts}")
+        _check_lengths(data, max_text_tokens, max_segments)
         self.captions: list[str] = []
         self.video_captions: list[list[int]] = []
         for i, caps in enumerate(data.captions):

@@ -7,18 +7,23 @@ per line) and optionally a caption-index pickle (video_id -> int) that fixes one
 (MSRVTT 1k-A, JSFusion). Which files belong to which split is a *layout*: DigitClips writes its own
 ``dataset.json``; the released benchmarks use the named layouts in ``LAYOUTS`` (see
 ``data_samples/README.md`` for where to put the files).
+
+Every file is checked where it is read: pickles through ``pickles.read_pickle`` (no code runs), and each
+bad input (malformed ``dataset.json``, an empty, non-UTF-8 or overlapping split list, captions that are not
+a list of captions, a non-numeric or mis-shaped feature, a non-integer caption index) raises one
+``ValueError`` naming the file, the video id and what was expected.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import pickle
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .pickles import read_pickle
 
 __all__ = ["RELEASED_DIMS", "Layout", "LAYOUTS", "SplitData", "get_layout", "load_split", "read_pickle"]
 
@@ -75,7 +80,7 @@ def get_layout(root: str | Path, layout: str | Layout | None = None) -> Layout:
     path = Path(root) / "dataset.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no dataset.json; pass layout= one of {sorted(LAYOUTS)}")
-    meta = json.loads(path.read_text())
+    meta = _read_dataset_json(path)
     dims = {e: (d[-1] if isinstance(d, list) else d) for e, d in meta["experts"].items()}
     return Layout(meta.get("name", Path(root).name), dims, meta["splits"],
                   meta.get("captions", "raw-captions.pkl"), meta.get("caption_index", {}),
@@ -83,23 +88,53 @@ def get_layout(root: str | Path, layout: str | Layout | None = None) -> Layout:
                   meta.get("feature_files", {}))
 
 
-@lru_cache(maxsize=16)
-def _read_cached(path: str, mtime_ns: int, size: int):
-    with open(path, "rb") as f:
-        try:
-            return pickle.load(f)
-        except UnicodeDecodeError:  # python-2 pickles of some releases
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
-def read_pickle(path: str | Path):
-    """Load a pickle (cached by path and modification time: do not mutate the result)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    st = path.stat()
-    return _read_cached(str(path), st.st_mtime_ns, st.st_size)
+def _is_names(x) -> bool:
+    return isinstance(x, dict) and all(isinstance(k, str) and isinstance(v, str) and v for k, v in x.items())
+
+
+def _is_dims(x) -> bool:
+    def dim(d) -> bool:
+        d = d[-1] if isinstance(d, list) and d and all(_is_int(t) for t in d) else d
+        return _is_int(d) and d > 0
+    return isinstance(x, dict) and bool(x) and all(isinstance(k, str) and dim(d) for k, d in x.items())
+
+
+# key of dataset.json -> (required, check, what is expected); other keys (e.g. "generator") are ignored
+_JSON_KEYS = {
+    "experts": (True, _is_dims, "a non-empty object expert -> D_e or [T_e, D_e] (positive integers)"),
+    "splits": (True, lambda x: _is_names(x) and bool(x), "a non-empty object split -> list file name"),
+    "name": (False, lambda x: isinstance(x, str), "a string"),
+    "captions": (False, lambda x: isinstance(x, str) and bool(x), "a file name"),
+    "caption_index": (False, _is_names, "an object split -> caption-index file name"),
+    "max_text_tokens": (False, lambda x: _is_int(x) and x >= 3, "an integer >= 3 (L with [CLS] and [SEP])"),
+    "fuse_captions": (False, lambda x: isinstance(x, bool), "true or false"),
+    "feature_files": (False, _is_names, "an object expert -> feature file name"),
+}
+
+
+def _read_dataset_json(path: Path) -> dict:
+    """``dataset.json`` as a dict whose keys have the types ``_JSON_KEYS`` expects, else one ValueError."""
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not valid UTF-8 (byte {err.start}); expected a UTF-8 JSON file") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                         "expected an object with keys 'experts' and 'splits'") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: holds a JSON {type(meta).__name__}; expected an object with keys "
+                         "'experts' and 'splits'")
+    for key, (required, check, expected) in _JSON_KEYS.items():
+        if key not in meta:
+            if required:
+                raise ValueError(f"{path}: key {key!r} is missing; expected {expected}")
+        elif not check(meta[key]):
+            raise ValueError(f"{path}: key {key!r} is {json.dumps(meta[key])[:80]}; expected {expected}")
+    return meta
 
 
 @dataclass
@@ -131,39 +166,110 @@ class SplitData:
 
 
 def _read_list(path: Path) -> list[str]:
+    """A split list: UTF-8 text, one video id per line, at least one id, no id twice."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: split list not found")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not valid UTF-8 (byte {err.object[err.start]:#04x}); "
+                         "expected UTF-8 text, one video id per line") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"{path}: the split list is empty; expected one video id per line")
     if len(set(ids)) != len(ids):
         dup = next(v for v in ids if ids.count(v) > 1)
         raise ValueError(f"{path}: video id {dup!r} is listed twice; expected unique ids")
     return ids
 
 
+def _check_disjoint(root: Path, lay: Layout, split: str, ids: list[str]) -> None:
+    """No id of ``split`` is in another split's list (lists not on disk are checked when they are loaded)."""
+    mine = root / lay.splits[split]
+    for other, name in lay.splits.items():
+        path = root / name
+        if other == split or path == mine or not path.exists():
+            continue  # two splits may share one list file on purpose (e.g. val = test)
+        shared = sorted(set(ids) & set(_read_list(path)))
+        if shared:
+            raise ValueError(f"{mine} ({split}) and {path} ({other}) share {len(shared)} video ids, e.g. "
+                             f"{shared[:3]}; expected disjoint splits")
+
+
+def _read_table(path: Path, values: str) -> dict:
+    table = read_pickle(path)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: holds a {type(table).__name__}; expected a dict video_id -> {values}")
+    return table
+
+
 def _check_feature(value, path: Path, vid: str, dim: int | None) -> np.ndarray | None:
+    """One video's features -> float32 (T_e, D_e), or None for a missing expert (float NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{path}: video {vid!r} has a {type(value).__name__}; expected a float32 (T, D) "
                          "array, or float('nan') when the expert is missing")
+    if value.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: video {vid!r} has an array of dtype {value.dtype}; expected a numeric "
+                         "(float32) (T, D) array")
     arr = value.reshape(1, -1) if value.ndim == 1 else value
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ValueError(f"{path}: video {vid!r} has shape {value.shape}; expected (T, D) with T >= 1")
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{path}: video {vid!r} has feature dimension {arr.shape[1]}; expected {dim}")
+    with np.errstate(over="ignore"):
+        arr = np.asarray(arr, dtype=np.float32)  # float64 beyond float32 range becomes inf: caught below
     if not np.isfinite(arr).all():
         raise ValueError(f"{path}: video {vid!r} has NaN or inf inside a present feature; expected finite "
-                         "values (mark a missing expert with float('nan') instead of an array)")
-    return np.asarray(arr, dtype=np.float32)
+                         "float32 values (mark a missing expert with float('nan') instead of an array)")
+    return arr
 
 
-def _caption_text(cap, path: Path, vid: str) -> str:
-    if isinstance(cap, str):
-        return cap.strip()
-    if isinstance(cap, (list, tuple)) and all(isinstance(w, str) for w in cap):
-        return " ".join(cap).strip()
-    raise ValueError(f"{path}: video {vid!r} has a caption of type {type(cap).__name__}; "
-                     "expected a list of words")
+def _text(x, path: Path, vid: str, k: int) -> str:
+    if isinstance(x, bytes):
+        try:
+            return x.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: video {vid!r}, caption #{k}: {x!r} is not valid UTF-8 (byte "
+                             f"{err.start}); expected UTF-8 text") from None
+    return x
+
+
+def _video_captions(caps, path: Path, vid: str) -> list[str]:
+    """One video's captions (a list of word lists, or of caption strings) -> caption strings."""
+    expected = "expected a list of captions, each a list of words (or a string)"
+    if not isinstance(caps, (list, tuple)):
+        raise ValueError(f"{path}: video {vid!r} has captions of type {type(caps).__name__}; {expected}")
+    if len(caps) > 1 and all(isinstance(c, (str, bytes)) and len(c.split()) == 1 for c in caps):
+        raise ValueError(f"{path}: video {vid!r} has one flat list of {len(caps)} words {list(caps[:4])}; "
+                         f"{expected} (wrap one caption's words in a list)")
+    out = []
+    for k, cap in enumerate(caps):
+        if isinstance(cap, (str, bytes)):
+            out.append(_text(cap, path, vid, k).strip())
+        elif isinstance(cap, (list, tuple)) and all(isinstance(w, (str, bytes)) for w in cap):
+            out.append(" ".join(_text(w, path, vid, k) for w in cap).strip())
+        else:
+            raise ValueError(f"{path}: video {vid!r} has caption #{k} of type {type(cap).__name__} "
+                             f"({str(cap)[:40]}); {expected}")
+    if not out:
+        raise ValueError(f"{path}: video {vid!r} has no captions; expected at least one")
+    if not all(out):
+        raise ValueError(f"{path}: video {vid!r} has an empty caption (#{out.index('')}); "
+                         "expected words in every caption")
+    return out
+
+
+def _caption_index(value, path: Path, vid: str, n: int) -> int:
+    """A caption index must be an integer 0..n-1 (a float or a bool is an error, not truncated)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{path}: video {vid!r} has caption index {value!r} ({type(value).__name__}); "
+                         f"expected an integer 0..{n - 1}")
+    if not 0 <= value < n:
+        raise ValueError(f"{path}: video {vid!r} has caption index {value}; expected 0..{n - 1}")
+    return int(value)
 
 
 def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
@@ -177,8 +283,13 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
         experts: the experts to load (default: every expert of the layout).
     Raises:
         FileNotFoundError: a missing directory, list, captions, caption-index or feature file.
-        ValueError: unknown split, ids unknown to the captions file, a video without captions or without
-            any expert, a wrong feature dimension, NaN/inf inside a present feature, bad caption index.
+        ValueError: one line naming the file, the video id and what was expected, for: a malformed
+            ``dataset.json``, an unknown split, a split list that is empty, not UTF-8, lists an id twice or
+            shares ids with another split; a file that is not a readable pickle or names a refused global;
+            ids unknown to the captions file, captions that are not a list of captions (a plain string, a
+            flat word list), not UTF-8 or empty; a video without any expert; a feature that is not a
+            numeric (T, D) array, has a wrong D or NaN/inf inside; a caption index that is not an integer
+            or is out of range.
     """
     root = Path(root)
     if not root.is_dir():
@@ -193,8 +304,9 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
         raise ValueError(f"{root}: experts {unknown} are not in layout {lay.name!r} ({list(lay.experts)})")
     list_path = root / lay.splits[split]
     ids = _read_list(list_path)
+    _check_disjoint(root, lay, split, ids)
     cap_path = root / lay.captions
-    raw = read_pickle(cap_path)
+    raw = _read_table(cap_path, "list of captions")
     missing_caps = [v for v in ids if v not in raw]
     if missing_caps:
         raise ValueError(f"{list_path}: {len(missing_caps)} of {len(ids)} ids are unknown to "
@@ -202,19 +314,12 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
                          f"e.g. {missing_caps[:3]}; expected every listed id to have captions")
     captions = []
     for v in ids:
-        caps = [_caption_text(c, cap_path, v) for c in raw[v]]
-        if not caps:
-            raise ValueError(f"{cap_path}: video {v!r} has no captions; expected at least one")
-        if not all(caps):
-            raise ValueError(f"{cap_path}: video {v!r} has an empty caption (#{caps.index('')}); "
-                             "expected words in every caption")
+        caps = _video_captions(raw[v], cap_path, v)
         captions.append([" ".join(caps)] if lay.fuse_captions else caps)
     features: dict[str, list[np.ndarray | None]] = {}
     for e in experts:
         path = root / lay.feature_file(e)
-        table = read_pickle(path)
-        if not isinstance(table, dict):
-            raise ValueError(f"{path}: expected a dict video_id -> array, got {type(table).__name__}")
+        table = _read_table(path, "array")
         absent = [v for v in ids if v not in table]
         features[e] = [_check_feature(table[v], path, v, lay.experts[e]) if v in table else None for v in ids]
         n_missing = sum(x is None for x in features[e])
@@ -228,15 +333,12 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
     index = None
     if split in lay.caption_index:
         idx_path = root / lay.caption_index[split]
-        table = read_pickle(idx_path)
+        table = _read_table(idx_path, "int")
         index = []
         for v in ids:
             if v not in table:
                 raise ValueError(f"{idx_path}: video {v!r} of {list_path.name} has no caption index")
-            k = int(table[v])
-            if not 0 <= k < len(raw[v]):
-                raise ValueError(f"{idx_path}: video {v!r} has caption index {k}; "
-                                 f"expected 0..{len(raw[v]) - 1}")
+            k = _caption_index(table[v], idx_path, v, len(raw[v]))
             index.append(0 if lay.fuse_captions else k)
     dims = {e: lay.experts[e] for e in experts}
     return SplitData(lay.name, split, root, ids, features, captions, dims, index, lay.max_text_tokens)
