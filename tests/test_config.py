@@ -1,11 +1,13 @@
-"""Profiles, overrides, typed and range-checked values, unknown keys, the optimisers and checkpoint
-files."""
+"""Profiles, overrides, typed and range-checked values, the validation split, unknown keys, the
+optimisers and checkpoint files."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from t2vlad_lib import pipeline
 from t2vlad_lib.checkpoint import CheckpointError, check_config, load_checkpoint, save_checkpoint
 from t2vlad_lib.config import (
     PROFILES_DIR,
@@ -18,6 +20,9 @@ from t2vlad_lib.config import (
 )
 from t2vlad_lib.losses import LOSS_NAMES, make_ranking_loss
 from t2vlad_lib.optim import OPTIMIZERS, Lookahead, make_optimizer, make_scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
 
 
 def test_profiles_load_and_match_the_paper_where_they_should():
@@ -215,6 +220,34 @@ def test_configs_round_trip_through_plain_dicts():
         plain = json.loads(json.dumps(cfg.to_dict()))  # JSON types only (checkpoints, config.json)
         assert plain == cfg.to_dict() and from_dict(plain) == cfg
         assert from_dict(plain).run_dir() == cfg.run_dir()
+
+
+def test_no_validation_split_is_an_error_from_prepare(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("prepare must refuse the config before it reads any split")
+
+    monkeypatch.setattr(pipeline, "load_split", no_loading)
+    over = {
+        "data.dataset": str(FIXTURE),
+        "data.val_holdout": 0,  # the profile holds out 500
+        "text.model": "tiny-random-bert",
+        "model.text_proj": True,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "run"),
+    }
+    cfg = load_config("msrvtt-1ka", over)
+    assert cfg.data.layout == "msrvtt-1k-a"
+    with pytest.raises(ConfigError) as err:
+        pipeline.prepare(cfg, verbose=False)
+    (line,) = str(err.value).splitlines()
+    assert str(FIXTURE) in line and "'msrvtt-1k-a'" in line and "no validation list" in line
+    assert line.endswith("set data.val_holdout=N to hold out N training videos for model selection")
+    # the other way round: a layout with a validation list takes no held-out videos
+    cfg = load_config("msrvtt-1ka", {**over, "data.layout": "msrvtt-full", "data.val_holdout": 2})
+    with pytest.raises(ConfigError, match="data.val_holdout: got 2; expected 0: layout 'msrvtt-full'"):
+        pipeline.prepare(cfg, verbose=False)
 
 
 def test_lookahead_interpolates_every_k_steps():
