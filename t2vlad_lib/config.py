@@ -18,7 +18,10 @@ problems of a config are raised together as one :class:`ConfigError`, one line p
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import re
@@ -72,6 +75,7 @@ SELECT_METRICS = tuple(
 DEVICE_PATTERN = r"cpu|mps|cuda(:\d+)?"
 DEVICES = ("cpu", "cuda", "cuda:N", "mps")  # DEVICE_PATTERN in words
 DEFAULT_OUT_DIR = "runs/{profile}-seed{seed}"
+VARIANT_OUT_DIR = "runs/{profile}-{variant}-seed{seed}"  # a --set variant of a profile (load_config)
 
 
 class ConfigError(ValueError):
@@ -158,7 +162,8 @@ class TrainConfig:
 
     select_metric: the validation metric the trainer maximises to pick the best epoch; one of
     :data:`SELECT_METRICS` (recalls only: MedR and MeanR are lower-is-better and refused).
-    out_dir: the run directory, formatted with ``{profile}`` and ``{seed}`` by :meth:`run_dir`.
+    out_dir: the run directory, formatted with ``{profile}`` and ``{seed}`` by :meth:`run_dir`;
+    ``load_config`` gives a ``--set`` variant of a profile its own default (see ``load_config``).
 
     Construction converts every value to its field's type and checks its range (:class:`ConfigError`).
     """
@@ -545,6 +550,16 @@ def load_config(
 ) -> TrainConfig:
     """Load a named profile (or a YAML path) and apply ``key.sub=value`` overrides.
 
+    Run directory: the plain profile keeps ``out_dir = "runs/{profile}-seed{seed}"``. A variant, whose
+    overrides change any key other than ``seed`` and the runtime-only keys of ``checkpoint.RUNTIME_KEYS``
+    (device, num_workers, eval_batch_size, out_dir, amp), gets ``runs/{profile}-<6 hex>-seed{seed}``,
+    the hex a hash of the differing keys and their converted values (so neither the order of the
+    overrides nor the spelling ``2e-3`` / ``0.002`` matters, and overriding a key to the profile's own
+    value changes nothing). ``epochs`` counts although resuming ignores it: a run with more epochs is a
+    different result, and sharing a directory would let ``train_or_load`` hand back the shorter run's
+    model and a fresh run overwrite it (to extend a run with ``--resume``, give its ``out_dir``). An
+    ``out_dir`` set in the profile or the overrides is used as given.
+
     Raises:
         ValueError: unknown profile; a :class:`ConfigError` for unknown keys (listing the valid ones) and
         bad values, one line each.
@@ -561,10 +576,43 @@ def load_config(
         raise ConfigError([f"{path}: got a {type(raw).__name__}; expected a mapping of config keys"])
     raw.setdefault("profile", path.stem)
     items = list(overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or []))
+    full = copy.deepcopy(raw)
     for key, value in items:
-        _set(raw, key, value)
-    cfg = from_dict(raw)
+        _set(full, key, value)
+    cfg = from_dict(full)
+    explicit = "out_dir" in raw or any(key == "out_dir" for key, _ in items)
+    tag = None if explicit or not items else _variant_tag(raw, cfg)
+    if tag:
+        cfg.out_dir = VARIANT_OUT_DIR.replace("{variant}", tag)
     return cfg
+
+
+def _variant_tag(profile_raw: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """6 hex digits of a hash of the training-relevant keys where ``cfg`` differs from its profile, or
+    None when it does not (model keys compared with ModelConfig's defaults filled in)."""
+    from .checkpoint import RUNTIME_KEYS  # checkpoint imports this module
+
+    ignored = (set(RUNTIME_KEYS) - {"epochs"}) | {"seed", "profile"}
+    try:
+        base = from_dict(profile_raw)
+    except ConfigError:  # a profile that is valid only with its overrides: compare with the defaults
+        base = TrainConfig(profile=cfg.profile)
+    a, b = base.to_dict(), cfg.to_dict()
+    for d in (a, b):
+        d["model"] = {**MODEL_DEFAULTS, **d["model"]}
+    diff = [k for k in config_diff(a, b) if k.split(".")[0] not in ignored]
+    if not diff:
+        return None
+    values = {k: _lookup(b, k) for k in diff}
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    for k in dotted.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return "<unset>"
+        d = d[k]
+    return d
 
 
 def parse_override(text: str) -> tuple[str, Any]:

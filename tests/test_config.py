@@ -1,7 +1,10 @@
-"""Profiles, overrides, typed and range-checked values, the validation split, unknown keys, the
+"""Profiles, overrides, typed and range-checked values, run directories of variants, unknown keys, the
 optimisers and checkpoint files."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -248,6 +251,52 @@ def test_no_validation_split_is_an_error_from_prepare(tmp_path, monkeypatch):
     cfg = load_config("msrvtt-1ka", {**over, "data.layout": "msrvtt-full", "data.val_holdout": 2})
     with pytest.raises(ConfigError, match="data.val_holdout: got 2; expected 0: layout 'msrvtt-full'"):
         pipeline.prepare(cfg, verbose=False)
+
+
+def test_run_directory_of_the_plain_profile_and_of_variants():
+    assert load_config("tutorial").run_dir() == Path("runs/tutorial-seed0")
+    variant = load_config("tutorial", ["model.num_clusters=16"]).run_dir()
+    assert variant.parent == Path("runs") and variant != Path("runs/tutorial-seed0")
+    name = variant.name
+    assert (
+        name.startswith("tutorial-") and name.endswith("-seed0") and len(name) == len("tutorial--seed0") + 6
+    )
+    assert all(c in "0123456789abcdef" for c in name[len("tutorial-") : -len("-seed0")])
+    assert load_config("tutorial", {"model.num_clusters": 16}).run_dir() == variant  # stable across calls
+    assert load_config("tutorial", ["model.num_clusters=16", "seed=2"]).run_dir() == variant.with_name(
+        name.replace("seed0", "seed2")
+    )
+    assert load_config("tutorial", ["model.num_clusters=12"]).run_dir() != variant
+
+
+def test_run_directory_is_stable_across_processes():
+    code = (
+        "from t2vlad_lib.config import load_config\n"
+        "print(load_config('tutorial', ['model.num_clusters=16']).run_dir())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert Path(out.stdout.strip()) == load_config("tutorial", ["model.num_clusters=16"]).run_dir()
+
+
+def test_run_directory_ignores_spelling_order_runtime_keys_and_own_values():
+    a = load_config("tutorial", ["optim.lr=3e-3", "model.num_clusters=16"]).run_dir()
+    assert a == load_config("tutorial", ["model.num_clusters=16", "optim.lr=0.003"]).run_dir()
+    assert a == load_config("tutorial", {"model.num_clusters": 16.0, "optim.lr": "3.0e-3"}).run_dir()
+    plain = Path("runs/tutorial-seed0")
+    own = [
+        "optim.lr=2e-3",
+        "model.num_clusters=9",
+        "arch=t2vlad",
+        "model.attention_layers=1",
+    ]  # values it has
+    assert load_config("tutorial", own).run_dir() == plain
+    runtime = ["device=cpu", "num_workers=2", "eval_batch_size=8", "amp=false"]
+    assert load_config("tutorial", runtime).run_dir() == plain
+    assert load_config("tutorial", ["seed=1"]).run_dir() == Path("runs/tutorial-seed1")
+    assert load_config("tutorial", ["epochs=30"]).run_dir() != plain  # more epochs: another result
+    explicit = load_config("tutorial", ["model.num_clusters=16", "out_dir=runs/mine-{seed}"])
+    assert explicit.run_dir() == Path("runs/mine-0")
 
 
 def test_lookahead_interpolates_every_k_steps():
