@@ -13,6 +13,9 @@ which YAML reads as a string, becomes the float 0.002) and checked against its r
 problems of a config are raised together as one :class:`ConfigError`, one line per problem:
 ``optim.lr: got -1.0; expected a float > 0``.
 
+Run directories: ``runs/{profile}-seed{seed}`` for a profile as it is; a ``--set`` variant trains into
+``runs/{profile}-<6 hex>-seed{seed}`` of its own (``load_config``).
+
 ``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``t2vlad_lib.baselines``).
 """
 
@@ -81,8 +84,9 @@ VARIANT_OUT_DIR = "runs/{profile}-{variant}-seed{seed}"  # a --set variant of a 
 class ConfigError(ValueError):
     """Bad config values. ``problems`` holds one line per problem; the message joins them with newlines."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
+    def __init__(self, problems: list[str] | str):
+        # a str is the joined message: what unpickling (e.g. from a worker process) passes back in
+        self.problems = problems.splitlines() if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
 
 

@@ -3,6 +3,7 @@ optimisers and checkpoint files."""
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,7 @@ def _error(overrides, profile="tutorial") -> list[str]:
     with pytest.raises(ConfigError) as err:
         load_config(profile, overrides)
     assert isinstance(err.value, ValueError) and str(err.value).splitlines() == err.value.problems
+    assert pickle.loads(pickle.dumps(err.value)).problems == err.value.problems  # e.g. from a worker
     return err.value.problems
 
 
