@@ -8,20 +8,42 @@ and, by path, ``configs/extra/etva-msrvtt.yaml`` (msrvtt-1ka with ALBERT-base as
 ETVA; untested here: needs the albert-base-v2 weights).
 A profile file may be a path too. Unknown keys are an error that lists the valid ones.
 
+Every value, from a profile file or an override, is converted to the type of its field (``optim.lr=2e-3``,
+which YAML reads as a string, becomes the float 0.002) and checked against its range or choices. All the
+problems of a config are raised together as one :class:`ConfigError`, one line per problem:
+``optim.lr: got -1.0; expected a float > 0``.
+
+Run directories: ``runs/{profile}-seed{seed}`` for a profile as it is; a ``--set`` variant trains into
+``runs/{profile}-<6 hex>-seed{seed}`` of its own (``load_config``).
+
 ``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``t2vlad_lib.baselines``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .baselines import ARCH_PRESETS, ARCHES
+from .losses import LOSS_NAMES
+from .metrics import METRIC_KEYS
 from .model import ModelConfig
+from .optim import OPTIMIZERS
+from .vlad import SHARING_MODES
 
 __all__ = [
     "TrainConfig",
@@ -30,8 +52,11 @@ __all__ = [
     "OptimSection",
     "LossSection",
     "DistillSection",
+    "ConfigError",
     "load_config",
+    "from_dict",
     "PROFILES_DIR",
+    "SELECT_METRICS",
     "available_profiles",
     "config_diff",
     "parse_override",
@@ -40,6 +65,29 @@ __all__ = [
 PROFILES_DIR = Path(__file__).with_name("configs")
 # ModelConfig fields a profile may set; expert_dims and text_dim come from the data and the text encoder.
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("expert_dims", "text_dim"))
+# Choices that the code checks inline (``RetrievalDataset``, ``NetVLAD``, ``ModelConfig``, ``prepare``).
+SAMPLINGS = ("uniform", "truncate")
+TEST_PROTOCOLS = ("fixed", "all")
+ASSIGNMENTS = ("batchnorm", "bias")
+TEXT_GLOBAL_FROM = ("vlad", "cls")
+# The trainer keeps the epoch with the highest validation score, so only higher-is-better metrics qualify.
+LOWER_IS_BETTER = ("MedR", "MeanR")
+SELECT_METRICS = tuple(
+    f"{side}_{k}" for side in ("t2v", "v2t") for k in METRIC_KEYS if k not in LOWER_IS_BETTER
+)
+DEVICE_PATTERN = r"cpu|mps|cuda(:\d+)?"
+DEVICES = ("cpu", "cuda", "cuda:N", "mps")  # DEVICE_PATTERN in words
+DEFAULT_OUT_DIR = "runs/{profile}-seed{seed}"
+VARIANT_OUT_DIR = "runs/{profile}-{variant}-seed{seed}"  # a --set variant of a profile (load_config)
+
+
+class ConfigError(ValueError):
+    """Bad config values. ``problems`` holds one line per problem; the message joins them with newlines."""
+
+    def __init__(self, problems: list[str] | str):
+        # a str is the joined message: what unpickling (e.g. from a worker process) passes back in
+        self.problems = problems.splitlines() if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass
@@ -48,9 +96,10 @@ class DataSection:
     "msrvtt-1ka"; None = the dataset's default). experts: which experts to use (None = all found).
     max_segments: per-expert cap on T_e (longer sequences are sampled uniformly or truncated).
     fast: DigitClips size (None = follow T2VLAD_FAST). val_holdout: videos held out of train for
-    model selection when the layout has no validation list (MSRVTT 1k-A). caption_noise: fraction of the
-    training captions replaced by another training video's caption (deterministic by ``seed``; a noisy-
-    label experiment for similarity distillation, ``pipeline.corrupt_captions``; val/test stay clean)."""
+    model selection when the layout has no validation list (MSRVTT 1k-A; required there). caption_noise:
+    fraction of the training captions replaced by another training video's caption (deterministic by
+    ``seed``; a noisy-label experiment for similarity distillation, ``pipeline.corrupt_captions``; val/test
+    stay clean)."""
 
     dataset: str = "digitclips"
     layout: str | None = None
@@ -113,7 +162,15 @@ class DistillSection:
 @dataclass
 class TrainConfig:
     """The run. arch: "t2vlad" (the paper) | "ce" (T2VLAD global-only with [CLS] text, CE-style) | "mmt"
-    (MMT-style transformer over expert tokens) | "meanpool" (CLIP4Clip meanP); see ``baselines``."""
+    (MMT-style transformer over expert tokens) | "meanpool" (CLIP4Clip meanP); see ``baselines``.
+
+    select_metric: the validation metric the trainer maximises to pick the best epoch; one of
+    :data:`SELECT_METRICS` (recalls only: MedR and MeanR are lower-is-better and refused).
+    out_dir: the run directory, formatted with ``{profile}`` and ``{seed}`` by :meth:`run_dir`;
+    ``load_config`` gives a ``--set`` variant of a profile its own default (see ``load_config``).
+
+    Construction converts every value to its field's type and checks its range (:class:`ConfigError`).
+    """
 
     profile: str = "custom"
     arch: str = "t2vlad"
@@ -126,7 +183,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool = True
     num_workers: int = 0
-    out_dir: str = "runs/{profile}-seed{seed}"
+    out_dir: str = DEFAULT_OUT_DIR
     model: dict[str, Any] = field(default_factory=dict)
     data: DataSection = field(default_factory=DataSection)
     text: TextSection = field(default_factory=TextSection)
@@ -135,24 +192,13 @@ class TrainConfig:
     distill: DistillSection = field(default_factory=DistillSection)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHES:
-            raise ValueError(f"arch: unknown {self.arch!r}; valid: {', '.join(ARCHES)}")
-        for key, value in ARCH_PRESETS.get(self.arch, {}).items():
-            if key in self.model and self.model[key] != value:
-                raise ValueError(
-                    f"arch={self.arch!r} fixes model.{key}={value!r}; the config sets {self.model[key]!r}"
-                )
-        if not 0.0 <= self.data.caption_noise < 1.0:
-            raise ValueError(
-                f"data.caption_noise: expected a fraction in [0, 1), got {self.data.caption_noise}"
-            )
-        if self.distill.weight < 0 or (self.distill.weight > 0 and not self.distill.teacher):
-            raise ValueError(
-                f"distill: weight {self.distill.weight} needs weight >= 0 and, when > 0, "
-                "a teacher checkpoint (distill.teacher=path/to/best.pt)"
-            )
-        if not self.distill.temperature > 0:
-            raise ValueError(f"distill.temperature: expected > 0, got {self.distill.temperature}")
+        bad = _convert_all(self)  # key -> problem, for values of the wrong type
+        found = {**bad, **_range_problems(self, set(bad))}
+        order = {key: i for i, key in enumerate(_hints())}  # field order; unknown keys first
+        problems = [found[k] for k in sorted(found, key=lambda k: order.get(k, -1))]
+        problems += _cross_problems(self, set(bad))
+        if problems:
+            raise ConfigError(problems)
 
     def run_dir(self) -> Path:
         return Path(self.out_dir.format(profile=self.profile, seed=self.seed))
@@ -174,28 +220,315 @@ SECTIONS = {
     "loss": LossSection,
     "distill": DistillSection,
 }
+MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig) if f.name in MODEL_KEYS}
 
 
-def _check_keys(given: dict, valid: tuple[str, ...] | list[str], where: str) -> None:
-    unknown = sorted(set(given) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown config key(s) {unknown} in {where}; valid keys: {', '.join(sorted(valid))}"
+# ---- types ---------------------------------------------------------------------------------------------
+
+
+class _WrongType(Exception):
+    """A value that cannot be converted to its field's type."""
+
+
+@cache
+def _hints() -> dict[str, Any]:
+    """Dotted key -> type annotation, for every value a config holds (sections and model keys flattened)."""
+    top = typing.get_type_hints(TrainConfig)
+    out = {k: h for k, h in top.items() if k not in SECTIONS and k != "model"}
+    for name, cls in SECTIONS.items():
+        out.update({f"{name}.{k}": h for k, h in typing.get_type_hints(cls).items()})
+    model = typing.get_type_hints(ModelConfig)
+    out.update({f"model.{k}": model[k] for k in MODEL_KEYS})
+    return out
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _to_type(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint``: ints and numeric strings for floats, integral numbers and strings for ints,
+    only true/false for bools, lists and dicts element-wise. Raises :class:`_WrongType`."""
+    hint, nullable = _unwrap(hint)
+    if value is None:
+        if nullable:
+            return None
+        raise _WrongType
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+    elif origin in (int, float) and not isinstance(value, bool):
+        number = _number(value) if isinstance(value, str) else value
+        if isinstance(number, int | float) and math.isfinite(number):
+            if origin is float:
+                return float(number)
+            if float(number).is_integer():
+                return int(number)
+    elif origin is str:
+        if isinstance(value, str | os.PathLike):
+            return os.fspath(value)
+    elif origin is list:
+        if isinstance(value, list | tuple):
+            (item,) = typing.get_args(hint)
+            return [_to_type(v, item) for v in value]
+    elif origin is dict:
+        if isinstance(value, dict):
+            key, item = typing.get_args(hint)
+            return {_to_type(k, key): _to_type(v, item) for k, v in value.items()}
+    elif hint is Any:
+        return value
+    raise _WrongType
+
+
+def _number(text: str) -> int | float | None:
+    """``"16"`` -> 16, ``"2e-3"`` -> 0.002 (YAML reads a mantissa without a dot as a string), else None."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a float", str: "a string"}
+
+
+def _type_words(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return f"a list of {_type_words(args[0]).split(' ', 1)[1]}s"
+    if origin is dict:
+        return f"a mapping of names to {_type_words(args[1]).split(' ', 1)[1]}s"
+    return _TYPE_WORDS.get(hint, str(hint))
+
+
+# ---- ranges and choices ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """ok(value) for a converted, non-null value; expected: the words after the type ("> 0"), or the
+    choices (then the message reads "one of ...")."""
+
+    ok: Callable[[Any], bool]
+    expected: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _at_least(lo: int | float) -> _Rule:
+    return _Rule(lambda v: v >= lo, f">= {lo}")
+
+
+def _above(lo: int | float) -> _Rule:
+    return _Rule(lambda v: v > lo, f"> {lo}")
+
+
+def _one_of(choices: tuple[str, ...]) -> _Rule:
+    return _Rule(lambda v: v in choices, choices=choices)
+
+
+_FRACTION = _Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+RULES: dict[str, _Rule] = {
+    "arch": _one_of(ARCHES),
+    "seed": _at_least(0),
+    "epochs": _at_least(1),
+    "batch_size": _at_least(1),
+    "eval_every": _at_least(1),
+    "eval_batch_size": _at_least(1),
+    "device": _Rule(lambda v: re.fullmatch(DEVICE_PATTERN, v) is not None, choices=DEVICES),
+    "num_workers": _at_least(0),
+    "data.max_segments": _Rule(lambda d: all(n >= 1 for n in d.values()), "each >= 1"),
+    "data.sampling": _one_of(SAMPLINGS),
+    "data.caption_len": _at_least(3),
+    "data.val_holdout": _at_least(0),
+    "data.test_protocol": _one_of(TEST_PROTOCOLS),
+    "data.caption_noise": _FRACTION,
+    "text.finetune_top_layers": _at_least(0),
+    "text.lr": _above(0),
+    "optim.name": _one_of(OPTIMIZERS),
+    "optim.lr": _above(0),
+    "optim.weight_decay": _at_least(0),
+    "optim.decay": _Rule(lambda v: 0 < v <= 1, "in (0, 1]"),
+    "optim.decay_every": _at_least(1),
+    "optim.grad_clip": _above(0),
+    "loss.name": _one_of(LOSS_NAMES),
+    "loss.margin": _at_least(0),
+    "loss.temperature": _above(0),
+    "distill.weight": _at_least(0),
+    "distill.temperature": _above(0),
+    "model.dim": _at_least(1),
+    "model.num_clusters": _at_least(1),
+    "model.ghost_clusters": _at_least(0),
+    "model.heads": _at_least(1),
+    "model.dropout": _FRACTION,
+    "model.attention_layers": _at_least(0),
+    "model.sharing": _one_of(SHARING_MODES),
+    "model.assignment": _one_of(ASSIGNMENTS),
+    "model.text_global_from": _one_of(TEXT_GLOBAL_FROM),
+}
+
+
+def _expected(key: str) -> str:
+    """What ``key`` accepts, in words: "an integer >= 1", "one of ranger, adamw, radam", "... or null"."""
+    hint, nullable = _unwrap(_hints()[key])
+    rule = RULES.get(key)
+    if rule is not None and rule.choices:
+        words = "one of " + ", ".join(rule.choices)
+    else:
+        words = " ".join(w for w in (_type_words(hint), rule.expected if rule else "") if w)
+    return words + (" or null" if nullable else "")
+
+
+def _unknown(given: dict, valid: tuple[str, ...] | list[str], where: str) -> list[str]:
+    unknown = sorted(set(given) - set(valid), key=str)
+    if not unknown:
+        return []
+    return [f"unknown config key(s) {unknown} in {where}; valid keys: {', '.join(sorted(valid))}"]
+
+
+def _convert_all(cfg: TrainConfig) -> dict[str, str]:
+    """Convert every value of ``cfg`` in place to its field's type. Returns dotted key (or section) -> one
+    line for each value that does not fit (it keeps its given value). Sections are replaced by converted
+    copies: the caller's objects stay untouched."""
+    hints, problems = _hints(), {}
+
+    def convert(key: str, value: Any) -> Any:
+        try:
+            return _to_type(value, hints[key])
+        except _WrongType:
+            problems[key] = f"{key}: got {value!r} ({type(value).__name__}); expected {_expected(key)}"
+            return value
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in SECTIONS:
+            cls = SECTIONS[f.name]
+            if not isinstance(value, cls):
+                problems[f.name] = (
+                    f"{f.name}: got {value!r} ({type(value).__name__}); expected a {cls.__name__}"
+                )
+                continue
+            values = {g.name: convert(f"{f.name}.{g.name}", getattr(value, g.name)) for g in fields(cls)}
+            setattr(cfg, f.name, cls(**values))
+        elif f.name == "model":
+            if not isinstance(value, dict):
+                problems["model"] = (
+                    f"model: got {value!r} ({type(value).__name__}); expected a mapping of model keys"
+                )
+                continue
+            for line in _unknown(value, MODEL_KEYS, "'model'"):
+                problems["model (unknown keys)"] = line
+            cfg.model = {k: convert(f"model.{k}", v) for k, v in value.items() if k in MODEL_KEYS}
+        else:
+            setattr(cfg, f.name, convert(f.name, value))
+    return problems
+
+
+def _get(cfg: TrainConfig, key: str) -> Any:
+    """The (effective) value of a dotted key; model keys a profile leaves out have ModelConfig's default."""
+    head, _, tail = key.partition(".")
+    if head == "model":
+        return cfg.model.get(tail, MODEL_DEFAULTS[tail])
+    return getattr(getattr(cfg, head), tail) if tail else getattr(cfg, head)
+
+
+def _skip(bad: set[str], *keys: str) -> bool:
+    """True when one of ``keys``, or the section holding it, already has a problem."""
+    return any(k in bad or k.split(".")[0] in bad for k in keys)
+
+
+def _range_problems(cfg: TrainConfig, bad: set[str]) -> dict[str, str]:
+    problems = {}
+    for key, rule in RULES.items():
+        if _skip(bad, key):
+            continue
+        value = _get(cfg, key)
+        if value is None or rule.ok(value):
+            continue
+        verb = "unknown" if rule.choices else "got"
+        problems[key] = f"{key}: {verb} {value!r}; expected {_expected(key)}"
+    return problems
+
+
+def _cross_problems(cfg: TrainConfig, bad: set[str]) -> list[str]:
+    """Checks that involve more than one key, or a message of their own."""
+    problems = []
+    if not _skip(bad, "select_metric") and cfg.select_metric not in SELECT_METRICS:
+        given = cfg.select_metric
+        lower = given.split("_", 1)[-1] in LOWER_IS_BETTER
+        what = f"got {given!r}, a lower-is-better metric" if lower else f"unknown {given!r}"
+        problems.append(
+            f"select_metric: {what}; expected one of {', '.join(SELECT_METRICS)} "
+            "(the trainer keeps the epoch with the highest score)"
         )
+    if not _skip(bad, "model.heads", "model.dim"):
+        heads, dim = _get(cfg, "model.heads"), _get(cfg, "model.dim")
+        if heads >= 1 and dim >= 1 and dim % heads:
+            problems.append(f"model.heads: got {heads}; expected a divisor of model.dim ({dim})")
+    presets = {} if _skip(bad, "arch", "model") else ARCH_PRESETS.get(cfg.arch, {})
+    for key, value in presets.items():
+        if cfg.model.get(key, value) != value and not _skip(bad, f"model.{key}"):
+            problems.append(
+                f"model.{key}: got {cfg.model[key]!r}; expected {value!r} "
+                f"(arch={cfg.arch!r} fixes model.{key}={value!r})"
+            )
+    if (
+        not _skip(bad, "distill.weight", "distill.teacher")
+        and cfg.distill.weight > 0
+        and not cfg.distill.teacher
+    ):
+        problems.append(
+            f"distill.weight: got {cfg.distill.weight} and no teacher; needs weight >= 0 and, when > 0, "
+            "a teacher checkpoint (distill.teacher=path/to/best.pt)"
+        )
+    if not _skip(bad, "out_dir", "profile", "seed"):
+        try:
+            cfg.out_dir.format(profile=cfg.profile, seed=cfg.seed)
+        except (KeyError, IndexError, ValueError):
+            problems.append(
+                f"out_dir: got {cfg.out_dir!r}; expected a path whose only placeholders are {{profile}} "
+                "and {seed}"
+            )
+    return problems
+
+
+# ---- building and loading ------------------------------------------------------------------------------
 
 
 def from_dict(raw: dict[str, Any]) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested dicts, rejecting unknown keys by name."""
+    """Build a :class:`TrainConfig` from nested dicts (``to_dict``'s output round-trips).
+
+    Raises:
+        ConfigError: unknown keys (by name, with the valid ones) and bad values, one line each.
+    """
     raw = dict(raw)
-    _check_keys(raw, [f.name for f in fields(TrainConfig)], "the top level")
-    model = dict(raw.pop("model", None) or {})
-    _check_keys(model, MODEL_KEYS, "'model'")
+    problems = _unknown(raw, [f.name for f in fields(TrainConfig)], "the top level")
     sections = {}
     for name, cls in SECTIONS.items():
-        part = dict(raw.pop(name, None) or {})
-        _check_keys(part, [f.name for f in fields(cls)], f"'{name}'")
-        sections[name] = cls(**part)
-    return TrainConfig(model=model, **sections, **raw)
+        part = raw.pop(name, None) or {}
+        if not isinstance(part, dict):
+            problems.append(
+                f"{name}: got {part!r} ({type(part).__name__}); expected a mapping of {name}.* keys"
+            )
+            part = {}
+        valid = [f.name for f in fields(cls)]
+        problems += _unknown(part, valid, f"'{name}'")
+        sections[name] = cls(**{k: v for k, v in part.items() if k in valid})
+    top = {k: v for k, v in raw.items() if k in {f.name for f in fields(TrainConfig)}}
+    model = top.pop("model", None) or {}
+    top["model"] = dict(model) if isinstance(model, dict) else model  # not a dict: reported by TrainConfig
+    try:
+        cfg = TrainConfig(**top, **sections)
+    except ConfigError as err:
+        raise ConfigError(problems + err.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def _parse_value(text: str) -> Any:
@@ -221,8 +554,19 @@ def load_config(
 ) -> TrainConfig:
     """Load a named profile (or a YAML path) and apply ``key.sub=value`` overrides.
 
+    Run directory: the plain profile keeps ``out_dir = "runs/{profile}-seed{seed}"``. A variant, whose
+    overrides change any key other than ``seed`` and the runtime-only keys of ``checkpoint.RUNTIME_KEYS``
+    (device, num_workers, eval_batch_size, out_dir, amp), gets ``runs/{profile}-<6 hex>-seed{seed}``,
+    the hex a hash of the differing keys and their converted values (so neither the order of the
+    overrides nor the spelling ``2e-3`` / ``0.002`` matters, and overriding a key to the profile's own
+    value changes nothing). ``epochs`` counts although resuming ignores it: a run with more epochs is a
+    different result, and sharing a directory would let ``train_or_load`` hand back the shorter run's
+    model and a fresh run overwrite it (to extend a run with ``--resume``, give its ``out_dir``). An
+    ``out_dir`` set in the profile or the overrides is used as given.
+
     Raises:
-        ValueError: unknown profile or key (the message lists the valid ones).
+        ValueError: unknown profile; a :class:`ConfigError` for unknown keys (listing the valid ones) and
+        bad values, one line each.
     """
     path = Path(profile)
     if not path.suffix:
@@ -232,11 +576,47 @@ def load_config(
     elif not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
     raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: got a {type(raw).__name__}; expected a mapping of config keys"])
     raw.setdefault("profile", path.stem)
-    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides or []]
+    items = list(overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or []))
+    full = copy.deepcopy(raw)
     for key, value in items:
-        _set(raw, key, value)
-    return from_dict(raw)
+        _set(full, key, value)
+    cfg = from_dict(full)
+    explicit = "out_dir" in raw or any(key == "out_dir" for key, _ in items)
+    tag = None if explicit or not items else _variant_tag(raw, cfg)
+    if tag:
+        cfg.out_dir = VARIANT_OUT_DIR.replace("{variant}", tag)
+    return cfg
+
+
+def _variant_tag(profile_raw: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """6 hex digits of a hash of the training-relevant keys where ``cfg`` differs from its profile, or
+    None when it does not (model keys compared with ModelConfig's defaults filled in)."""
+    from .checkpoint import RUNTIME_KEYS  # checkpoint imports this module
+
+    ignored = (set(RUNTIME_KEYS) - {"epochs"}) | {"seed", "profile"}
+    try:
+        base = from_dict(profile_raw)
+    except ConfigError:  # a profile that is valid only with its overrides: compare with the defaults
+        base = TrainConfig(profile=cfg.profile)
+    a, b = base.to_dict(), cfg.to_dict()
+    for d in (a, b):
+        d["model"] = {**MODEL_DEFAULTS, **d["model"]}
+    diff = [k for k in config_diff(a, b) if k.split(".")[0] not in ignored]
+    if not diff:
+        return None
+    values = {k: _lookup(b, k) for k in diff}
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    for k in dotted.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return "<unset>"
+        d = d[k]
+    return d
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .batch import TextBatch, VideoBatch
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data import RetrievalDataset, ensure_digitclips, load_split
 from .data.released import SplitData, get_layout
 from .evaluate import EvalSet
@@ -188,14 +188,22 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     def load(split: str) -> SplitData:
         return load_split(root, split, layout, experts=experts, verbose=verbose)
 
+    # model selection needs a validation split: the layout's own list, or training videos held out
+    has_val, n_holdout = "val" in layout.splits, cfg.data.val_holdout
+    where = f"layout {layout.name!r} of {root}"
+    if has_val and n_holdout:
+        raise ConfigError([f"data.val_holdout: got {n_holdout}; expected 0: {where} has a validation list"])
+    if not has_val and not n_holdout:
+        raise ConfigError(
+            [
+                f"data.val_holdout: got 0, but {where} has no validation list; "
+                "set data.val_holdout=N to hold out N training videos for model selection"
+            ]
+        )
     train_split = load("train")
-    val_split = load("val") if "val" in layout.splits else None
-    if cfg.data.val_holdout:
-        if val_split is not None:
-            raise ValueError(
-                f"{root}: layout {layout.name!r} has a validation list; data.val_holdout must be 0"
-            )
-        train_split, val_split = holdout(train_split, cfg.data.val_holdout)
+    val_split = load("val") if has_val else None
+    if n_holdout:
+        train_split, val_split = holdout(train_split, n_holdout)
     test_split = load("test")
     protocol = {"fixed": "index", "all": "all"}.get(cfg.data.test_protocol)
     if protocol is None:

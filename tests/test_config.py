@@ -1,11 +1,32 @@
-"""Profiles, overrides, unknown keys, the optimisers and checkpoint files."""
+"""Profiles, overrides, typed and range-checked values, run directories of variants, unknown keys, the
+optimisers and checkpoint files."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from t2vlad_lib import pipeline
 from t2vlad_lib.checkpoint import CheckpointError, check_config, load_checkpoint, save_checkpoint
-from t2vlad_lib.config import available_profiles, load_config
-from t2vlad_lib.optim import Lookahead, make_optimizer, make_scheduler
+from t2vlad_lib.config import (
+    PROFILES_DIR,
+    SELECT_METRICS,
+    ConfigError,
+    TrainConfig,
+    available_profiles,
+    from_dict,
+    load_config,
+)
+from t2vlad_lib.losses import LOSS_NAMES, make_ranking_loss
+from t2vlad_lib.optim import OPTIMIZERS, Lookahead, make_optimizer, make_scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
 
 
 def test_profiles_load_and_match_the_paper_where_they_should():
@@ -51,6 +72,233 @@ def test_unknown_profile_and_bad_override():
         load_config("tutorail")
     with pytest.raises(ValueError, match="key=value"):
         load_config("fast", ["epochs"])
+
+
+def _error(overrides, profile="tutorial") -> list[str]:
+    """The lines of the ConfigError that loading ``profile`` with ``overrides`` raises."""
+    with pytest.raises(ConfigError) as err:
+        load_config(profile, overrides)
+    assert isinstance(err.value, ValueError) and str(err.value).splitlines() == err.value.problems
+    assert pickle.loads(pickle.dumps(err.value)).problems == err.value.problems  # e.g. from a worker
+    return err.value.problems
+
+
+def test_lr_written_without_a_dot_is_a_float_all_the_way_to_the_optimiser():
+    cfg = load_config("fast", ["optim.lr=2e-3", "loss.margin=1", "optim.decay_every=5"])
+    assert cfg.optim.lr == 0.002 and type(cfg.optim.lr) is float  # PyYAML reads "2e-3" as a string
+    assert type(cfg.loss.margin) is float and type(cfg.optim.decay_every) is int
+    opt = make_optimizer(
+        [torch.nn.Parameter(torch.zeros(1))], cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay
+    )
+    make_scheduler(opt, cfg.optim.decay, cfg.optim.decay_every)
+    assert opt.param_groups[0]["lr"] == 0.002 and type(opt.param_groups[0]["lr"]) is float
+    assert make_ranking_loss(cfg.loss.name, cfg.loss.margin).margin == 1.0
+
+
+@pytest.mark.parametrize(
+    "override, value",
+    [
+        ("epochs=1e3", 1000),  # an integral number written as a (YAML) string
+        ("optim.weight_decay=0", 0.0),
+        ("optim.grad_clip=null", None),
+        ("data.fast=true", True),
+        ("data.layout=null", None),
+        ("data.experts=[motion]", ["motion"]),
+        ("data.max_segments={appearance: 8}", {"appearance": 8}),
+        ("text.finetune_top_layers=0", 0),
+        ("model.heads=8", 8),
+        ("model.eval_use_global=false", False),
+        ("device=cuda:1", "cuda:1"),
+        ("optim.decay=1", 1.0),
+    ],
+)
+def test_values_are_converted_to_the_field_type(override, value):
+    key = override.split("=")[0]
+    cfg = load_config("tutorial", [override])
+    got = cfg.to_dict()
+    for part in key.split("."):
+        got = got[part]
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("batch_size=0", "batch_size: got 0; expected an integer >= 1"),
+        ("epochs=0", "epochs: got 0; expected an integer >= 1"),
+        ("batch_size=many", "batch_size: got 'many' (str); expected an integer >= 1"),
+        ("epochs=2.5", "epochs: got 2.5 (float); expected an integer >= 1"),
+        ("epochs=true", "epochs: got True (bool); expected an integer >= 1"),
+        ("optim.lr=-1", "optim.lr: got -1.0; expected a float > 0"),
+        ("optim.lr=null", "optim.lr: got None (NoneType); expected a float > 0"),
+        ("data.fast=1", "data.fast: got 1 (int); expected true or false or null"),
+        ("data.fast=maybe", "data.fast: got 'maybe' (str); expected true or false or null"),
+        ("data.experts=motion", "data.experts: got 'motion' (str); expected a list of strings or null"),
+        (
+            "data.max_segments=[8]",
+            "data.max_segments: got [8] (list); expected a mapping of names to integers each >= 1",
+        ),
+        (
+            "select_metric=t2v_R2",
+            f"select_metric: unknown 't2v_R2'; expected one of {', '.join(SELECT_METRICS)} "
+            "(the trainer keeps the epoch with the highest score)",
+        ),
+        ("loss.name=foo", "loss.name: unknown 'foo'; expected one of " + ", ".join(LOSS_NAMES)),
+        ("optim.name=sgd", "optim.name: unknown 'sgd'; expected one of " + ", ".join(OPTIMIZERS)),
+        ("eval_every=0", "eval_every: got 0; expected an integer >= 1"),
+        ("eval_batch_size=0", "eval_batch_size: got 0; expected an integer >= 1"),
+        ("num_workers=-1", "num_workers: got -1; expected an integer >= 0"),
+        ("optim.weight_decay=-1e-4", "optim.weight_decay: got -0.0001; expected a float >= 0"),
+        ("optim.decay=0", "optim.decay: got 0.0; expected a float in (0, 1]"),
+        ("optim.decay=1.5", "optim.decay: got 1.5; expected a float in (0, 1]"),
+        ("optim.decay_every=0", "optim.decay_every: got 0; expected an integer >= 1"),
+        ("optim.grad_clip=0", "optim.grad_clip: got 0.0; expected a float > 0 or null"),
+        ("loss.margin=-0.1", "loss.margin: got -0.1; expected a float >= 0"),
+        ("loss.temperature=0", "loss.temperature: got 0.0; expected a float > 0 or null"),
+        ("data.test_protocol=some", "data.test_protocol: unknown 'some'; expected one of fixed, all"),
+        ("data.sampling=random", "data.sampling: unknown 'random'; expected one of uniform, truncate"),
+        ("data.caption_len=2", "data.caption_len: got 2; expected an integer >= 3"),
+        ("data.val_holdout=-1", "data.val_holdout: got -1; expected an integer >= 0"),
+        ("model.dim=0", "model.dim: got 0; expected an integer >= 1"),
+        ("model.num_clusters=0", "model.num_clusters: got 0; expected an integer >= 1"),
+        ("model.ghost_clusters=-1", "model.ghost_clusters: got -1; expected an integer >= 0"),
+        ("model.heads=0", "model.heads: got 0; expected an integer >= 1"),
+        ("model.heads=3", "model.heads: got 3; expected a divisor of model.dim (128)"),
+        ("model.dropout=1", "model.dropout: got 1.0; expected a float in [0, 1)"),
+        ("model.attention_layers=-1", "model.attention_layers: got -1; expected an integer >= 0"),
+        ("model.sharing=both", "model.sharing: unknown 'both'; expected one of shared, separate, text_only"),
+        ("model.assignment=softmax", "model.assignment: unknown 'softmax'; expected one of batchnorm, bias"),
+        ("model.text_global_from=mean", "model.text_global_from: unknown 'mean'; expected one of vlad, cls"),
+        ("text.finetune_top_layers=-1", "text.finetune_top_layers: got -1; expected an integer >= 0 or null"),
+        ("text.lr=0", "text.lr: got 0.0; expected a float > 0 or null"),
+        ("device=gpu", "device: unknown 'gpu'; expected one of cpu, cuda, cuda:N, mps or null"),
+        ("device=cuda:x", "device: unknown 'cuda:x'; expected one of cpu, cuda, cuda:N, mps or null"),
+        (
+            "out_dir=runs/{name}",
+            "out_dir: got 'runs/{name}'; expected a path whose only placeholders are {profile} and {seed}",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_key_value_and_expectation(override, line):
+    assert _error([override]) == [line]
+
+
+def test_lower_is_better_metrics_are_refused_for_model_selection():
+    (line,) = _error(["select_metric=t2v_MedR"])
+    assert line.startswith("select_metric: got 't2v_MedR', a lower-is-better metric; expected one of t2v_R1")
+    assert "highest score" in line and not any("Med" in m or "Mean" in m for m in SELECT_METRICS)
+
+
+def test_all_problems_of_a_config_come_together_one_line_each():
+    problems = _error(["batch_size=0", "loss.name=foo"])
+    assert problems == [
+        "batch_size: got 0; expected an integer >= 1",
+        "loss.name: unknown 'foo'; expected one of max_margin, hardest, infonce",
+    ]
+    problems = _error(["model.clusters=4", "epochs=0", "optim.lr=fast"])
+    assert len(problems) == 3 and "unknown config key(s) ['clusters'] in 'model'; valid keys:" in problems[0]
+    assert problems[1:] == [
+        "epochs: got 0; expected an integer >= 1",
+        "optim.lr: got 'fast' (str); expected a float > 0",
+    ]
+
+
+def test_a_bad_value_in_a_profile_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("epochs: 2\noptim:\n  lr: 5e-4\n  decay: 1.5\nmodel:\n  dim: 48\n  heads: 5\n")
+    assert _error(None, path) == [
+        "optim.decay: got 1.5; expected a float in (0, 1]",
+        "model.heads: got 5; expected a divisor of model.dim (48)",
+    ]
+    path.write_text("epochs: 2\noptim:\n  lr: 5e-4\n")  # 5e-4 without a dot: a string to YAML
+    cfg = load_config(path)
+    assert cfg.profile == "mine" and cfg.optim.lr == 0.0005 and type(cfg.optim.lr) is float
+
+
+def test_configs_round_trip_through_plain_dicts():
+    configs = [load_config(name) for name in available_profiles()]
+    configs += [load_config(PROFILES_DIR / "extra" / "etva-msrvtt.yaml"), TrainConfig()]
+    configs.append(
+        load_config("fast", ["optim.lr=2e-3", "data.experts=[motion]", "data.max_segments={motion: 4}"])
+    )
+    for cfg in configs:
+        plain = json.loads(json.dumps(cfg.to_dict()))  # JSON types only (checkpoints, config.json)
+        assert plain == cfg.to_dict() and from_dict(plain) == cfg
+        assert from_dict(plain).run_dir() == cfg.run_dir()
+
+
+def test_no_validation_split_is_an_error_from_prepare(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("prepare must refuse the config before it reads any split")
+
+    monkeypatch.setattr(pipeline, "load_split", no_loading)
+    over = {
+        "data.dataset": str(FIXTURE),
+        "data.val_holdout": 0,  # the profile holds out 500
+        "text.model": "tiny-random-bert",
+        "model.text_proj": True,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "run"),
+    }
+    cfg = load_config("msrvtt-1ka", over)
+    assert cfg.data.layout == "msrvtt-1k-a"
+    with pytest.raises(ConfigError) as err:
+        pipeline.prepare(cfg, verbose=False)
+    (line,) = str(err.value).splitlines()
+    assert str(FIXTURE) in line and "'msrvtt-1k-a'" in line and "no validation list" in line
+    assert line.endswith("set data.val_holdout=N to hold out N training videos for model selection")
+    # the other way round: a layout with a validation list takes no held-out videos
+    cfg = load_config("msrvtt-1ka", {**over, "data.layout": "msrvtt-full", "data.val_holdout": 2})
+    with pytest.raises(ConfigError, match="data.val_holdout: got 2; expected 0: layout 'msrvtt-full'"):
+        pipeline.prepare(cfg, verbose=False)
+
+
+def test_run_directory_of_the_plain_profile_and_of_variants():
+    assert load_config("tutorial").run_dir() == Path("runs/tutorial-seed0")
+    variant = load_config("tutorial", ["model.num_clusters=16"]).run_dir()
+    assert variant.parent == Path("runs") and variant != Path("runs/tutorial-seed0")
+    name = variant.name
+    assert (
+        name.startswith("tutorial-") and name.endswith("-seed0") and len(name) == len("tutorial--seed0") + 6
+    )
+    assert all(c in "0123456789abcdef" for c in name[len("tutorial-") : -len("-seed0")])
+    assert load_config("tutorial", {"model.num_clusters": 16}).run_dir() == variant  # stable across calls
+    assert load_config("tutorial", ["model.num_clusters=16", "seed=2"]).run_dir() == variant.with_name(
+        name.replace("seed0", "seed2")
+    )
+    assert load_config("tutorial", ["model.num_clusters=12"]).run_dir() != variant
+
+
+def test_run_directory_is_stable_across_processes():
+    code = (
+        "from t2vlad_lib.config import load_config\n"
+        "print(load_config('tutorial', ['model.num_clusters=16']).run_dir())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert Path(out.stdout.strip()) == load_config("tutorial", ["model.num_clusters=16"]).run_dir()
+
+
+def test_run_directory_ignores_spelling_order_runtime_keys_and_own_values():
+    a = load_config("tutorial", ["optim.lr=3e-3", "model.num_clusters=16"]).run_dir()
+    assert a == load_config("tutorial", ["model.num_clusters=16", "optim.lr=0.003"]).run_dir()
+    assert a == load_config("tutorial", {"model.num_clusters": 16.0, "optim.lr": "3.0e-3"}).run_dir()
+    plain = Path("runs/tutorial-seed0")
+    own = [
+        "optim.lr=2e-3",
+        "model.num_clusters=9",
+        "arch=t2vlad",
+        "model.attention_layers=1",
+    ]  # values it has
+    assert load_config("tutorial", own).run_dir() == plain
+    runtime = ["device=cpu", "num_workers=2", "eval_batch_size=8", "amp=false"]
+    assert load_config("tutorial", runtime).run_dir() == plain
+    assert load_config("tutorial", ["seed=1"]).run_dir() == Path("runs/tutorial-seed1")
+    assert load_config("tutorial", ["epochs=30"]).run_dir() != plain  # more epochs: another result
+    explicit = load_config("tutorial", ["model.num_clusters=16", "out_dir=runs/mine-{seed}"])
+    assert explicit.run_dir() == Path("runs/mine-0")
 
 
 def test_lookahead_interpolates_every_k_steps():
