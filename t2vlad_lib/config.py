@@ -43,7 +43,7 @@ from .losses import LOSS_NAMES
 from .metrics import METRIC_KEYS
 from .model import ModelConfig
 from .optim import OPTIMIZERS
-from .vlad import SHARING_MODES
+from .vlad import BN_SHARING, SHARING_MODES, VIDEO_ASSIGNMENTS
 
 __all__ = [
     "TrainConfig",
@@ -369,6 +369,8 @@ RULES: dict[str, _Rule] = {
     "model.attention_layers": _at_least(0),
     "model.sharing": _one_of(SHARING_MODES),
     "model.assignment": _one_of(ASSIGNMENTS),
+    "model.video_assignment": _one_of(VIDEO_ASSIGNMENTS),
+    "model.bn_sharing": _one_of(BN_SHARING),
     "model.text_global_from": _one_of(TEXT_GLOBAL_FROM),
 }
 

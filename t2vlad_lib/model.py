@@ -35,6 +35,9 @@ class ModelConfig:
     dim: D (768 in the paper). num_clusters: K (9 MSRVTT/LSMDC, 16 ActivityNet). ghost_clusters: G (1).
     heads, dropout, attention_layers: the video self-attention (4, 0.1, 1 in the paper).
     sharing: "shared" | "separate" | "text_only" (Table 5). assignment: "batchnorm" | "bias".
+    video_assignment: "detached" (the port: only text gradients train the shared assignment) | "trainable".
+    bn_sharing: "per_modality" (the port) | "shared" (one BatchNorm over text and video logits).
+    token_norm: L2-normalise each projected expert token before self-attention (the port; not in the paper).
     use_local / use_global: the similarity terms used in training (Table 4 "global-only training" is
     use_local=False); eval_use_local / eval_use_global: the terms used at test time, None = as in
     training (Table 4 "w/o global alignment at test time" is eval_use_global=False).
@@ -54,6 +57,9 @@ class ModelConfig:
     attention_layers: int = 1
     sharing: str = "shared"
     assignment: str = "batchnorm"
+    video_assignment: str = "detached"
+    bn_sharing: str = "per_modality"
+    token_norm: bool = True
     use_local: bool = True
     use_global: bool = True
     eval_use_local: bool | None = None
@@ -133,8 +139,12 @@ class T2VLAD(nn.Module):
             raise ValueError(f"text encoder width {text_encoder.hidden_size} != config.text_dim {c.text_dim}")
         self.text_encoder = text_encoder
         self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_proj else nn.Identity()
-        self.video_encoder = VideoEncoder(c.expert_dims, c.dim, c.heads, c.dropout, c.attention_layers)
-        self.vlad = CrossModalVLAD(c.dim, c.num_clusters, c.ghost_clusters, c.sharing, c.assignment)
+        self.video_encoder = VideoEncoder(
+            c.expert_dims, c.dim, c.heads, c.dropout, c.attention_layers, c.token_norm
+        )
+        self.vlad = CrossModalVLAD(
+            c.dim, c.num_clusters, c.ghost_clusters, c.sharing, c.assignment, c.video_assignment, c.bn_sharing
+        )
         global_in = self.vlad.out_dim if c.text_global_from == "vlad" else c.dim
         self.text_global = GlobalTextHead(list(c.expert_dims), global_in, c.dim)
 

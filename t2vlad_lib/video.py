@@ -3,9 +3,10 @@
 Vocabulary: B videos, E experts, T_e segments of expert e, D_e its feature width, M = sum_e T_e video
 tokens, D the common width.
 
-Local branch: per expert ``Linear(D_e -> D)`` and L2 per token, concatenation over experts to
-(B, M, D), one pre-LN transformer encoder layer (4 heads, FFN width D, final LayerNorm) with a
-key-padding mask. The port passes no mask; we exclude padded and missing tokens (documented deviation).
+Local branch: per expert ``Linear(D_e -> D)`` and L2 per token (the port's; not in the paper), concatenation
+over experts to (B, M, D), one pre-LN transformer encoder layer (4 heads, FFN width D, final LayerNorm)
+with a key-padding mask. The port passes no mask; we exclude padded and missing tokens (documented
+deviation). ``token_norm=False`` skips the L2; ``layers=0`` skips the self-attention (and its LayerNorm).
 
 Global branch: per expert, masked temporal max-pool of the raw features, then a Gated Embedding Unit.
 """
@@ -95,11 +96,18 @@ class VideoEncoder(nn.Module):
         dim: D.
         heads: attention heads (4 in the paper).
         dropout: 0.1 in the paper.
-        layers: self-attention layers (1 in the paper; the MMT-style baseline uses more).
+        layers: self-attention layers (1 in the paper; the MMT-style baseline uses more; 0: none).
+        token_norm: L2-normalise each projected token (the port; not in the paper).
     """
 
     def __init__(
-        self, expert_dims: dict[str, int], dim: int, heads: int = 4, dropout: float = 0.1, layers: int = 1
+        self,
+        expert_dims: dict[str, int],
+        dim: int,
+        heads: int = 4,
+        dropout: float = 0.1,
+        layers: int = 1,
+        token_norm: bool = True,
     ):
         super().__init__()
         if not expert_dims:
@@ -107,12 +115,15 @@ class VideoEncoder(nn.Module):
         self.expert_dims = dict(expert_dims)
         self.experts = list(expert_dims)
         self.proj = nn.ModuleDict({e: nn.Linear(d, dim) for e, d in expert_dims.items()})
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True
-        )
-        self.attention = nn.TransformerEncoder(
-            layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
-        )
+        self.token_norm = token_norm
+        self.attention: nn.Module | None = None
+        if layers > 0:
+            layer = nn.TransformerEncoderLayer(
+                dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True
+            )
+            self.attention = nn.TransformerEncoder(
+                layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
+            )
         self.geu = nn.ModuleDict({e: GatedEmbeddingUnit(d, dim) for e, d in expert_dims.items()})
 
     def local_tokens(self, video: VideoBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -125,7 +136,8 @@ class VideoEncoder(nn.Module):
         for i, e in enumerate(self.experts):
             mask = video.token_mask[e].bool() & video.available[e].bool().unsqueeze(1)
             x = video.features[e].masked_fill(~mask.unsqueeze(-1), 0.0)
-            toks.append(F.normalize(self.proj[e](x), dim=-1) * mask.unsqueeze(-1))
+            y = self.proj[e](x)
+            toks.append((F.normalize(y, dim=-1) if self.token_norm else y) * mask.unsqueeze(-1))
             masks.append(mask)
             owner.append(torch.full((mask.shape[1],), i, dtype=torch.long, device=mask.device))
         return torch.cat(toks, 1), torch.cat(masks, 1), torch.cat(owner)
@@ -143,8 +155,8 @@ class VideoEncoder(nn.Module):
         if validate:
             validate_video_batch(video, self.expert_dims)
         tokens, mask, owner = self.local_tokens(video)
-        tokens = self.attention(tokens, src_key_padding_mask=~mask)
-        tokens = tokens * mask.unsqueeze(-1)
+        if self.attention is not None:
+            tokens = self.attention(tokens, src_key_padding_mask=~mask) * mask.unsqueeze(-1)
         glob, avail = [], []
         for e in self.experts:
             present = video.token_mask[e].bool() & video.available[e].bool().unsqueeze(1)

@@ -18,9 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["kmeans", "vlad", "NetVLAD", "CrossModalVLAD", "SHARING_MODES", "masked_max"]
+__all__ = ["kmeans", "vlad", "NetVLAD", "CrossModalVLAD", "SHARING_MODES", "VIDEO_ASSIGNMENTS", "BN_SHARING",
+           "masked_max"]
 
 SHARING_MODES = ("shared", "separate", "text_only")
+VIDEO_ASSIGNMENTS = ("detached", "trainable")  # shared mode: may video gradients train the assignment?
+BN_SHARING = ("per_modality", "shared")  # shared mode with BatchNorm: one BN per modality, or one for both
 
 
 def _check_tokens(x: torch.Tensor, mask: torch.Tensor | None, dim: int, who: str) -> torch.Tensor:
@@ -210,12 +213,16 @@ class CrossModalVLAD(nn.Module):
     - ``"shared"``: the port's scheme. One set of assignment weights c and residual centers c'; the
       video branch uses c detached (only text gradients train c), c' is trained by both branches, and
       each modality has its own BatchNorm. The paper itself only says "shared centers".
+      ``video_assignment="trainable"`` lets video gradients reach c too; ``bn_sharing="shared"`` uses the
+      text BatchNorm for both modalities (its statistics then mix text and video logits).
     - ``"separate"``: two independent NetVLADs ("two separate VLAD").
     - ``"text_only"``: a text NetVLAD; the video is max-pooled over tokens, projected to K*D and
       intra-normalised like a VLAD vector, so s_local stays a mean of K per-block cosines.
 
     Args:
         dim: D. num_clusters: K. ghost_clusters: G. assignment: see :class:`NetVLAD`.
+        video_assignment: ``"detached"`` (the port) or ``"trainable"`` (shared mode only).
+        bn_sharing: ``"per_modality"`` (the port) or ``"shared"`` (shared mode with BatchNorm only).
     """
 
     def __init__(
@@ -225,16 +232,22 @@ class CrossModalVLAD(nn.Module):
         ghost_clusters: int = 1,
         sharing: str = "shared",
         assignment: str = "batchnorm",
+        video_assignment: str = "detached",
+        bn_sharing: str = "per_modality",
     ):
         super().__init__()
         if sharing not in SHARING_MODES:
             raise ValueError(f"CrossModalVLAD: sharing must be one of {SHARING_MODES}, got {sharing!r}")
+        if video_assignment not in VIDEO_ASSIGNMENTS or bn_sharing not in BN_SHARING:
+            raise ValueError(f"CrossModalVLAD: video_assignment in {VIDEO_ASSIGNMENTS} and bn_sharing in "
+                             f"{BN_SHARING}, got {video_assignment!r}, {bn_sharing!r}")
         self.sharing = sharing
+        self.detach_video = video_assignment == "detached"
         self.text_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
         self.video_vlad: NetVLAD | None = None
         self.video_bn: nn.Module | None = None
         self.video_proj: nn.Linear | None = None
-        if sharing == "shared" and assignment == "batchnorm":
+        if sharing == "shared" and assignment == "batchnorm" and bn_sharing == "per_modality":
             self.video_bn = nn.BatchNorm1d(num_clusters + ghost_clusters)
         elif sharing == "separate":
             self.video_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
@@ -266,4 +279,6 @@ class CrossModalVLAD(nn.Module):
         if self.sharing == "separate":
             assert self.video_vlad is not None
             return self.video_vlad(x, mask, return_assignments)
-        return self.text_vlad(x, mask, return_assignments, bn=self.video_bn, detach_assignment=True)
+        return self.text_vlad(
+            x, mask, return_assignments, bn=self.video_bn, detach_assignment=self.detach_video
+        )
