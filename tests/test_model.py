@@ -191,3 +191,18 @@ def test_text_global_from_cls_uses_the_first_token_only():
     assert not torch.allclose(base.local, moved.local)
     with pytest.raises(ValueError, match="text_global_from"):
         ModelConfig(expert_dims=DIMS, text_global_from="mean")
+
+
+def test_video_encoder_without_token_norm_or_self_attention():
+    torch.manual_seed(0)
+    v = make_video()
+    plain = VideoEncoder(DIMS, dim=8, layers=0).eval()
+    tokens, mask, _ = plain.local_tokens(v)
+    out = plain(v)
+    assert plain.attention is None and torch.equal(out.tokens, tokens)  # no mixing across tokens
+    assert torch.allclose(tokens[mask].norm(dim=-1), torch.ones(int(mask.sum())))
+    raw = VideoEncoder(DIMS, dim=8, layers=0, token_norm=False).eval()
+    raw.load_state_dict(plain.state_dict())
+    raw_tokens = raw(v).tokens
+    assert not torch.allclose(raw_tokens[mask].norm(dim=-1), torch.ones(int(mask.sum())))
+    assert torch.allclose(F.normalize(raw_tokens[mask], dim=-1), tokens[mask], atol=1e-6)

@@ -237,3 +237,21 @@ def test_text_only_mode_pools_video():
     assert torch.allclose(v, blocks.flatten(1) / math.sqrt(3), atol=1e-6)
     grads = _grad_names(m, (v * torch.randn(3, 15)).sum())
     assert grads == {"video_proj.weight", "video_proj.bias"}
+
+
+def test_trainable_video_assignment_and_one_shared_batchnorm():
+    """The diagnosis switches: video gradients reach the shared assignment weights only when asked; with one
+    BatchNorm for both modalities there is no video BN and the video logits move the shared statistics."""
+    torch.manual_seed(0)
+    x, mask = _tokens()
+    m = CrossModalVLAD(5, 3, sharing="shared", video_assignment="trainable").train()
+    grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
+    assert {"text_vlad.assign_weight", "text_vlad.centers", "video_bn.weight"} <= grads
+    m = CrossModalVLAD(5, 3, sharing="shared", bn_sharing="shared").train()
+    assert m.video_bn is None
+    before = m.text_vlad.bn.running_mean.clone()
+    grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
+    assert "text_vlad.bn.weight" in grads and "text_vlad.assign_weight" not in grads
+    assert not torch.equal(before, m.text_vlad.bn.running_mean)
+    with pytest.raises(ValueError, match="video_assignment"):
+        CrossModalVLAD(5, 3, video_assignment="frozen")
