@@ -13,9 +13,9 @@ import torch
 
 from t2vlad_lib.config import load_config
 from t2vlad_lib.losses import make_ranking_loss
-from t2vlad_lib.optim import make_optimizer
+from t2vlad_lib.optim import make_optimizer, optimizer_step
 from t2vlad_lib.pipeline import prepare
-from t2vlad_lib.train import _optimizer_step, build_model
+from t2vlad_lib.runs import build_model
 from t2vlad_lib.utils import seed_everything
 
 from .common import rss_bytes
@@ -45,7 +45,7 @@ def train_throughput(profile: str = "tutorial", steps: int = 30, warmup: int = 3
         loss = loss_fn(model(text, video))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        _optimizer_step(opt, scaler, model, cfg.optim.grad_clip)
+        optimizer_step(opt, scaler, model, cfg.optim.grad_clip)
 
     for _ in range(warmup):
         step()

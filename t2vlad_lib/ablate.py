@@ -9,12 +9,12 @@ config finds it and does not train again, so an interrupted sweep continues wher
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .checkpoint import atomic_write_text
 from .config import TrainConfig, load_config
 
 __all__ = [
@@ -125,24 +125,17 @@ def run_variant(
 
     Test-time-only variants reuse the trained run of their base and re-evaluate its best checkpoint.
     """
-    from .checkpoint import load_checkpoint
     from .evaluate import evaluate
-    from .pipeline import prepare
-    from .train import build_model, train
+    from .runs import load_run, read_results
+    from .train import ensure_trained
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
-    results = cfg.run_dir() / "results.json"
-    cached = json.loads(results.read_text()) if results.exists() else None
-    if cached is None or cached.get("config") != json.loads(json.dumps(cfg.to_dict())):
-        train(cfg, progress=progress, data=data)  # writes results.json
-        cached = json.loads(results.read_text())
+    ensure_trained(cfg, data, progress)
     if not any(k in _TEST_ONLY_KEYS for k in overrides):
-        return cached["test"]
+        return read_results(cfg.run_dir())["test"]
     eval_cfg = _config(profile, {**overrides, "out_dir": cfg.out_dir}, seed, extra)
-    data = data or prepare(eval_cfg)
-    model = build_model(eval_cfg, data)
-    model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
-    return evaluate(model, data.test, eval_cfg.eval_batch_size)
+    run = load_run(cfg.run_dir(), data=data, cfg=eval_cfg)
+    return evaluate(run.model, run.data.test, eval_cfg.eval_batch_size)
 
 
 def ablate(
@@ -187,9 +180,9 @@ def ablate(
 
 def _write_tables(table: pd.DataFrame, root: Path) -> None:
     """``results.csv`` (one row per variant and seed) and ``results.md`` (mean ± std over seeds)."""
-    table.to_csv(root / "results.csv", index=False)
+    atomic_write_text(root / "results.csv", table.to_csv(index=False))
     summary = summarize(table)
-    (root / "results.md").write_text(markdown_table(summary) + "\n")
+    atomic_write_text(root / "results.md", markdown_table(summary) + "\n")
 
 
 def summarize(
@@ -252,11 +245,10 @@ def diagnose(
     """Train (cached) each variant x seed like :func:`ablate` and measure how its centers specialise
     (:func:`specialisation.specialisation` on the test set); write ``diagnosis.csv`` in ``out_dir`` after
     every run and return the long table (variant, seed, test metrics, the specialisation summary)."""
-    from .checkpoint import load_checkpoint
     from .data.digitclips import read_attributes
     from .pipeline import prepare
+    from .runs import load_run
     from .specialisation import specialisation
-    from .train import build_model
 
     variants = DIAGNOSIS if variants is None else variants
     root = Path(out_dir)
@@ -268,11 +260,10 @@ def diagnose(
         for name, overrides in variants.items():
             metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             cfg = variant_config(profile, overrides, seed, root, extra)
-            model = build_model(cfg, data)
-            model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
+            model = load_run(cfg.run_dir(), data=data, cfg=cfg).model
             spec = specialisation(model, data, specs, seed=seed).summary()
             rows.append({"variant": name, "seed": seed, **metrics, **spec})
-            pd.DataFrame(rows).to_csv(root / "diagnosis.csv", index=False)
+            atomic_write_text(root / "diagnosis.csv", pd.DataFrame(rows).to_csv(index=False))
             if progress:
                 print(f"{name:28s} seed {seed}: t2v R1 {metrics['t2v_R1']:.1f}  content NMI "
                       f"{spec['content_nmi']:.3f}  >= 2 appearance centers {spec['multi_appearance']:.2f}")

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .ablate import VARIANTS, run_variant, variant_config
+from .checkpoint import atomic_write_text
 
 __all__ = ["System", "SYSTEMS", "NOISE", "compare", "query_seconds", "trainable_parameters"]
 
@@ -106,17 +107,11 @@ def _run_name(name: str) -> str:
 
 def _measure(cfg, data, metrics: dict[str, float]) -> tuple[dict[str, Any], nn.Module]:
     """Metrics + parameters and training seconds (``results.json``) of a trained run, and its model."""
-    from .checkpoint import load_checkpoint
-    from .train import build_model
+    from .runs import load_run
 
-    model = build_model(cfg, data)
-    model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
-    row = {
-        **metrics,
-        "params": trainable_parameters(model),
-        "train_seconds": json.loads((cfg.run_dir() / "results.json").read_text())["seconds"],
-    }
-    return row, model
+    run = load_run(cfg.run_dir(), data=data, cfg=cfg)
+    row = {**metrics, "params": trainable_parameters(run.model), "train_seconds": run.results["seconds"]}
+    return row, run.model
 
 
 def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
@@ -201,5 +196,5 @@ def compare(
     for row in rows:
         row["query_seconds"] = times[(row["system"], row["seed"])] + row.pop("rerank_seconds", 0.0)
     table = pd.DataFrame(rows)
-    table.to_csv(root / "systems.csv", index=False)
+    atomic_write_text(root / "systems.csv", table.to_csv(index=False))
     return table

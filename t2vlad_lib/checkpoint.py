@@ -1,13 +1,17 @@
-"""Checkpoints: written atomically, checked on load.
+"""Checkpoints: plain data, written atomically, verified on load; and the lock of a run directory.
 
-A checkpoint is one ``torch.save`` dict: model, optimiser, scheduler and RNG states, the config, the
-epoch/step counters and the best validation score. It is written to a temporary file in the same
-directory and renamed over the old one (``os.replace`` is atomic), so a crash mid-write leaves the
-previous good checkpoint in place.
+A checkpoint is one ``torch.save`` dict of tensors and plain Python values only (model, optimiser,
+scheduler and RNG states, the config as a dict, counters, the history), so it loads with
+``torch.load(weights_only=True)``: a crafted file cannot run code. ``torch.load`` does not notice a
+corrupted byte inside a tensor, so every checkpoint carries ``sha256``, a digest of its tensors' bytes and
+of everything else in it, checked on load. It is written to a temporary file in the same directory and
+renamed over the old one (``os.replace`` is atomic): a crash mid-write leaves the previous checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import tempfile
@@ -19,49 +23,84 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import config_diff
+from .config import RUNTIME_KEYS, config_diff
 
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "payload_digest",
     "rng_state",
     "set_rng_state",
     "CheckpointError",
+    "RunLockError",
     "check_config",
     "run_lock",
+    "atomic_write_text",
 ]
-
-# Keys that may differ between a checkpoint and the resuming run without changing the model/training.
-RUNTIME_KEYS = ("device", "num_workers", "eval_batch_size", "out_dir", "epochs", "amp")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, truncated, or made for another config."""
+    """A checkpoint that cannot be used: unreadable, truncated, corrupted, or made for another config."""
+
+
+class RunLockError(RuntimeError):
+    """Another live process trains into the run directory."""
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy and torch RNG states as plain values and tensors (``weights_only``-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
-    path = Path(path)
+def _plain(obj: Any) -> Any:
+    """A JSON-able image of a payload: tensors become their dtype, shape and the sha256 of their bytes."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        return {"tensor": hashlib.sha256(data).hexdigest(), "dtype": str(t.dtype), "shape": list(t.shape)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return "nan"
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    kind = type(obj).__name__
+    raise TypeError(f"a checkpoint holds tensors and plain values only, not {kind} ({obj!r:.60})")
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """sha256 of a checkpoint payload (without its own ``sha256`` entry)."""
+    body = {k: v for k, v in payload.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(_plain(body), sort_keys=True).encode()).hexdigest()
+
+
+def _atomic(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,27 +110,52 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (tensors and plain values) with its digest to ``path`` atomically."""
+    payload = {**payload, "sha256": payload_digest(payload)}
+    return _atomic(Path(path), lambda fh: torch.save(payload, fh))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (a temporary file in the same directory, then rename)."""
+    return _atomic(Path(path), lambda fh: fh.write(text.encode()))
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; a missing, truncated or foreign file raises :class:`CheckpointError`."""
+    """Read a checkpoint with ``weights_only=True`` and verify its digest.
+
+    Raises :class:`CheckpointError` naming the file when it is missing, truncated, holds anything but
+    tensors and plain values (a pickle that would run code is refused before it runs), is not a t2vlad
+    checkpoint, or does not match its digest (corrupted).
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated zip, pickle error, ...
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, forbidden global (code), foreign format ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
-            f"checkpoint {path} is unreadable or truncated ({type(exc).__name__}: {exc}); "
-            "the previous checkpoint, if any, is untouched"
-        ) from exc
+            f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: {first[:300]}); it is "
+            "truncated, not a t2vlad checkpoint, or holds objects other than tensors and plain values"
+        ) from None
     missing = {"model", "config"} - set(payload) if isinstance(payload, dict) else {"model", "config"}
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}: not a t2vlad checkpoint")
+    if "sha256" not in payload:
+        raise CheckpointError(f"checkpoint {path} has no digest: written by an older t2vlad; train it again")
+    if payload_digest(payload) != payload["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupted: its content does not match its sha256 digest")
     return payload
 
 
-def check_config(path: str | Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose config differs from the current one (runtime-only keys excepted)."""
-    diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in RUNTIME_KEYS]
+def check_config(
+    path: str | Path, saved: dict[str, Any], current: dict[str, Any], allow: tuple[str, ...] = ()
+) -> None:
+    """Refuse a checkpoint whose config differs from the current one (runtime-only keys and ``allow``,
+    e.g. ``("epochs",)`` to extend a run on resume, excepted)."""
+    skip = set(RUNTIME_KEYS) | set(allow)
+    diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in skip]
     if diff:
         details = ", ".join(
             f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff
@@ -107,39 +171,42 @@ def _get(d: dict, dotted: str) -> Any:
     return d
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold ``run_dir/.lock`` (the owner's pid) while training into ``run_dir``: a second process that
-    would write the same checkpoints gets a RuntimeError naming the owner. The lock of a process that is
-    gone (a killed run, before ``--resume``) is taken over."""
+    """Hold an exclusive lock on ``run_dir/.lock`` while training into ``run_dir``.
+
+    The lock is the kernel's (``fcntl.flock``): it belongs to the open file, so it is released the moment
+    its process ends, killed or not, and no stale lock can be taken over twice. After locking, the file
+    must still be the one at the path (else another process removed it meanwhile: lock again), and the
+    owner's pid is written into it for the message a second process gets (:class:`RunLockError`).
+    """
+    import fcntl
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / ".lock"
     while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunLockError(
+                f"{run_dir}: another process (pid {owner}) is training into this run directory; wait for it "
+                "to finish or stop it (the lock is released when that process ends)"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
             break
-        except FileExistsError:
-            text = lock.read_text().strip() if lock.exists() else ""
-            if not text.isdigit() or _alive(int(text)):  # no pid yet: its owner is writing it
-                raise RuntimeError(
-                    f"{run_dir}: another process (pid {text or '?'}) is training into this run directory; "
-                    f"wait for it to finish, or delete {lock} if no such process runs"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+        os.close(fd)  # the path was unlinked by the previous owner after we opened it: lock the new file
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield lock
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # while still holding the lock: a waiter re-checks the inode
+        os.close(fd)

@@ -31,6 +31,8 @@ def _config(args: argparse.Namespace):
     over = list(args.overrides)
     if args.seed is not None:
         over.append(f"seed={args.seed}")
+    if getattr(args, "out", None):
+        over.append(f"out_dir={args.out}")
     return load_config(args.profile, over)
 
 
@@ -48,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     cfg = _config(args)
-    res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step)
+    res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step,
+                overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return 0
     print(
@@ -69,27 +72,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .config import from_dict
+    from .checkpoint import atomic_write_text
     from .evaluate import evaluate
-    from .pipeline import prepare
-    from .train import build_model
+    from .runs import load_run
 
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = from_dict(ckpt["config"])
+    first = load_run(args.checkpoint)
+    protocols = args.protocol or _protocols(first)
     results = {}
-    for protocol in args.protocol:
-        cfg.data.test_protocol = protocol
-        data = prepare(cfg)
-        model = build_model(cfg, data)
-        model.load_state_dict(ckpt["model"])
-        results[f"{args.split} ({protocol})"] = evaluate(
-            model, data.val if args.split == "val" else data.test, cfg.eval_batch_size
-        )
+    for protocol in protocols:
+        run = first if protocol == first.cfg.data.test_protocol else load_run(args.checkpoint,
+                                                                               test_protocol=protocol)
+        evalset = run.data.val if args.split == "val" else run.data.test
+        if evalset is None:
+            raise ValueError(f"{run.data.root}: no validation split to evaluate; use --split test")
+        results[f"{args.split} ({protocol})"] = evaluate(run.model, evalset, run.cfg.eval_batch_size)
     print(_table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     return 0
+
+
+def _protocols(run) -> list[str]:
+    """The test protocols the run's data supports: "fixed" needs a caption index for the test split."""
+    from .data.released import get_layout
+
+    layout = get_layout(run.data.root, run.cfg.data.layout)
+    return ["fixed", "all"] if "test" in layout.caption_index else ["all"]
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -129,11 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p)
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo, resume=False, crash_at_step=None)
+    p.set_defaults(func=cmd_demo, resume=False, crash_at_step=None, overwrite=False, out=None)
 
-    p = sub.add_parser("train", help="train a profile; writes runs/<profile>-seed<seed>/", epilog=EPILOG)
+    p = sub.add_parser(
+        "train",
+        help="train a profile into runs/<profile>[-<hash of --set>]-seed<seed>/",
+        epilog=EPILOG,
+    )
     _add_config_args(p)
+    p.add_argument("--out", default=None, help="run directory (default: from the profile, see above)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--crash-at-step", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
@@ -145,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         nargs="+",
         choices=["fixed", "all"],
-        default=["fixed", "all"],
-        help="fixed: one caption per test video (JSFusion 1k-A); all: every caption",
+        default=None,
+        help="fixed: one caption per test video (JSFusion 1k-A); all: every caption "
+        "(default: both when the layout has a test caption index, else all)",
     )
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
@@ -174,11 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Anticipated errors (bad config, bad data file, unusable checkpoint, an existing run,
+    the run lock, a full or read-only disk) print ``error: ...`` naming the file and what was expected, and
+    exit with code 2, without a traceback."""
+    import errno
+
+    from .checkpoint import RunLockError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # clear one-line errors for bad input
+    except (ValueError, FileNotFoundError, RunLockError) as exc:  # clear one-line errors for bad input
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror} (disk full or read-only; the data cache is "
+              "$T2VLAD_CACHE or ~/.cache/t2vlad, runs go to --out)", file=sys.stderr)
         return 2
 
 

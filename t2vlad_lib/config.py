@@ -58,6 +58,7 @@ __all__ = [
     "PROFILES_DIR",
     "SELECT_METRICS",
     "available_profiles",
+    "RUNTIME_KEYS",
     "config_diff",
     "parse_override",
 ]
@@ -557,7 +558,7 @@ def load_config(
     """Load a named profile (or a YAML path) and apply ``key.sub=value`` overrides.
 
     Run directory: the plain profile keeps ``out_dir = "runs/{profile}-seed{seed}"``. A variant, whose
-    overrides change any key other than ``seed`` and the runtime-only keys of ``checkpoint.RUNTIME_KEYS``
+    overrides change any key other than ``seed`` and the runtime-only keys of :data:`RUNTIME_KEYS`
     (device, num_workers, eval_batch_size, out_dir, amp), gets ``runs/{profile}-<6 hex>-seed{seed}``,
     the hex a hash of the differing keys and their converted values (so neither the order of the
     overrides nor the spelling ``2e-3`` / ``0.002`` matters, and overriding a key to the profile's own
@@ -596,9 +597,7 @@ def load_config(
 def _variant_tag(profile_raw: dict[str, Any], cfg: TrainConfig) -> str | None:
     """6 hex digits of a hash of the training-relevant keys where ``cfg`` differs from its profile, or
     None when it does not (model keys compared with ModelConfig's defaults filled in)."""
-    from .checkpoint import RUNTIME_KEYS  # checkpoint imports this module
-
-    ignored = (set(RUNTIME_KEYS) - {"epochs"}) | {"seed", "profile"}
+    ignored = set(RUNTIME_KEYS) | {"seed", "profile"}
     try:
         base = from_dict(profile_raw)
     except ConfigError:  # a profile that is valid only with its overrides: compare with the defaults
@@ -627,6 +626,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ValueError(f"override {text!r} is not of the form key=value (e.g. model.num_clusters=16)")
     key, value = text.split("=", 1)
     return key.strip(), _parse_value(value)
+
+
+# Keys that never change what a run learns or scores: a checkpoint made with other values is the same run.
+RUNTIME_KEYS = ("device", "num_workers", "eval_batch_size", "out_dir", "amp")
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

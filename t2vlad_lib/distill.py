@@ -29,7 +29,9 @@ from torch import Tensor, nn
 
 from .batch import TextBatch, VideoBatch
 
-__all__ = ["similarity_distillation_loss", "SimilarityTeacher", "load_teacher"]
+__all__ = [
+    "similarity_distillation_loss", "SimilarityTeacher", "DistillationTerm", "load_teacher", "config_terms",
+]
 
 
 def _check(student: Tensor, teacher: Tensor) -> None:
@@ -100,11 +102,11 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
     """A :class:`SimilarityTeacher` from a trainer checkpoint (``best.pt``) or a ``matching.pt``.
 
     ``data`` is the student's ``Prepared``: the teacher must accept its batches (same experts, same text
-    states width); a mismatch raises ValueError naming the checkpoint.
+    states width); a mismatch raises ``checkpoint.CheckpointError`` naming the checkpoint.
     """
     from .checkpoint import load_checkpoint
     from .config import from_dict
-    from .train import build_model
+    from .runs import build_model, load_weights
 
     ckpt = load_checkpoint(path, map_location=device)
     matching = ckpt.get("kind") == "matching"
@@ -112,12 +114,7 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
     if data.text_encoder is not None:  # fine-tuned text encoder: the teacher gets its own copy
         data = dataclasses.replace(data, text_encoder=copy.deepcopy(data.text_encoder))
     dual = build_model(cfg, data)
-    try:
-        dual.load_state_dict(ckpt["dual"] if matching else ckpt["model"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"teacher {path}: its model does not fit this run's data (experts, text width): {str(err)[:300]}"
-        ) from None
+    load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
     head = None
     if matching:
         from .matching import MatchingHead
@@ -125,3 +122,24 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
         head = MatchingHead(**ckpt["head_config"])
         head.load_state_dict(ckpt["head"])
     return SimilarityTeacher(dual, head).to(device)
+
+
+class DistillationTerm:
+    """The trainer's extra loss term ``weight * similarity_distillation_loss(S, teacher(text, video))``."""
+
+    def __init__(self, teacher: SimilarityTeacher, weight: float, temperature: float):
+        self.teacher, self.weight, self.temperature = teacher, weight, temperature
+
+    def __call__(self, sims: Tensor, text: TextBatch, video: VideoBatch) -> Tensor:
+        """sims (B_t, B_v) of the student for this batch -> scalar."""
+        target = self.teacher(text, video)
+        loss = similarity_distillation_loss(sims, target, self.temperature, self.teacher.temperature)
+        return self.weight * loss
+
+
+def config_terms(cfg, data, device: torch.device | str = "cpu") -> list[DistillationTerm]:
+    """The extra loss terms a config asks for: distillation when ``cfg.distill.weight > 0``, else none."""
+    if cfg.distill.weight <= 0:
+        return []
+    teacher = load_teacher(cfg.distill.teacher, data, device)
+    return [DistillationTerm(teacher, cfg.distill.weight, cfg.distill.temperature)]

@@ -231,20 +231,18 @@ def train_matching(
         epochs, lr (AdamW), negatives: hard negatives per text and per video per batch; k: re-rank depth.
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching.pt`` beside the dual's).
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .config import from_dict
+    from .checkpoint import atomic_write_text, save_checkpoint
     from .evaluate import evaluate, retrieval_metrics
     from .pipeline import prepare
-    from .train import _epoch_batches, build_model
+    from .runs import load_run
     from .utils import seed_everything
 
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
-    ckpt = load_checkpoint(dual_checkpoint)
     # the dual encoder is frozen here: a fine-tuned text encoder is copied, not frozen inside ``data``
     own = data if data.text_encoder is None else replace(data, text_encoder=copy.deepcopy(data.text_encoder))
-    dual = build_model(from_dict(ckpt["config"]), own)
-    dual.load_state_dict(ckpt["model"])
+    loaded = load_run(dual_checkpoint, data=own)
+    ckpt, dual = loaded.payload, loaded.model
     dual.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
     head = MatchingHead(dual.config.dim, heads, layers).to(dev)
@@ -253,7 +251,7 @@ def train_matching(
     for epoch in range(epochs):
         head.train()
         run = []
-        for text, video in _epoch_batches(data, epoch, cfg.seed + 7, cfg.batch_size, 0, 1):
+        for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
             text, video = text.to(dev), video.to(dev)
             with torch.no_grad():
                 (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
@@ -338,5 +336,5 @@ def train_matching(
         )
     }
     summary["head_params"] = sum(p.numel() for p in head.parameters())
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=2))
     return result

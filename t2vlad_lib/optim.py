@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Lookahead", "make_optimizer", "make_scheduler", "OPTIMIZERS"]
+__all__ = ["Lookahead", "make_optimizer", "make_scheduler", "optimizer_step", "OPTIMIZERS"]
 
 OPTIMIZERS = ("ranger", "adamw", "radam")
 
@@ -90,3 +90,19 @@ def make_scheduler(
     """lr x ``decay`` every ``every_epochs`` epochs (call ``.step()`` once per epoch)."""
     inner = optimizer.inner if isinstance(optimizer, Lookahead) else optimizer
     return torch.optim.lr_scheduler.StepLR(inner, step_size=every_epochs, gamma=decay)
+
+
+def optimizer_step(optimizer, scaler: torch.amp.GradScaler, model: nn.Module, clip: float | None) -> None:
+    """Clip the gradients and step; with fp16 mixed precision the scaler steps Lookahead's inner optimiser."""
+    inner = optimizer.inner if isinstance(optimizer, Lookahead) else optimizer
+    if scaler.is_enabled():
+        scaler.unscale_(inner)
+    if clip:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if scaler.is_enabled():
+        scaler.step(inner)
+        scaler.update()
+        if isinstance(optimizer, Lookahead):
+            optimizer.sync()
+    else:
+        optimizer.step()

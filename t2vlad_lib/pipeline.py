@@ -140,6 +140,18 @@ class Prepared:
         ]
         return self.train.text_batch(caps), self.train.video_batch(idx)
 
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
+        """The training batches of one epoch: (text, video) pairs of ``batch_size`` videos in an order drawn
+        from a generator seeded by (seed, epoch) (so a resumed run replays the same data); with ``world``
+        > 1 processes, rank ``rank``'s share. The last incomplete batch is dropped."""
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(self.num_train, generator=gen)
+        if world > 1:
+            per_rank = len(order) // world
+            order = order[rank * per_rank : (rank + 1) * per_rank]
+        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            yield self.train_batch(order[start : start + batch_size], gen)
+
     @torch.no_grad()
     def encode_queries(self, captions: list[str]) -> TextBatch:
         """New caption strings -> a TextBatch the model accepts (with states when the encoder is frozen)."""

@@ -17,25 +17,21 @@ def search_gallery(
 
     The gallery is encoded once; the query is tokenised and encoded with the run's text encoder.
     """
-    from .checkpoint import load_checkpoint
-    from .config import from_dict, load_config
+    from .config import load_config
     from .evaluate import encode_videos
     from .index import chunked_topk
-    from .pipeline import prepare
-    from .train import build_model
+    from .runs import load_run
 
+    if not query or not query.strip():
+        raise ValueError("search: the query is empty; expected a few words, e.g. 'a red seven moves left'")
     path = Path(checkpoint) if checkpoint else load_config(profile).run_dir() / "best.pt"
     if not path.exists():
         raise FileNotFoundError(
             f"checkpoint {path} not found: train first (python -m t2vlad_lib train "
             f"--profile {profile}) or pass --checkpoint"
         )
-    ckpt = load_checkpoint(path)
-    cfg = from_dict(ckpt["config"])
-    data = prepare(cfg)
-    model = build_model(cfg, data)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    run = load_run(path)
+    model, data, cfg = run.model, run.data, run.cfg
     videos = encode_videos(model, data.test.videos, cfg.eval_batch_size)
     text = model.encode_text(data.encode_queries([query]))
     scores, ids = chunked_topk(text, videos, model.similarity, k=min(k, len(videos)))

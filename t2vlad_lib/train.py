@@ -10,8 +10,14 @@ row in ``history.csv``/``history.json``, ``last.pt`` (atomic) and ``best.pt`` wh
 score improved. Model selection uses the validation split only; the test split is evaluated once, with
 the best checkpoint, at the end (the public code selects on the 1k-A test list).
 
-``cfg.arch`` picks the model (T2VLAD, or a baseline of ``baselines.py``); ``cfg.distill.weight > 0`` adds
-the similarity-distillation term of ``distill.py`` against a frozen teacher checkpoint.
+``cfg.arch`` picks the model (T2VLAD, or a baseline of ``baselines.py``; ``runs.build_model``). Extra loss
+terms come through a hook, ``extra_terms``: callables (sims, text, video) -> scalar added to the ranking
+loss; by default the config's (``cfg.distill.weight > 0``: similarity distillation, ``distill.config_terms``).
+
+A run is never overwritten silently: training into a directory that holds a run needs ``resume=True``
+(continue its ``last.pt``) or ``overwrite=True``. ``ensure_trained`` / ``train_or_load`` (the notebooks and
+the ablation cache) load a finished run of the same config, resume an unfinished one, and retrain over a
+run of another config after saying so.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,17 +37,35 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .baselines import BaselineConfig, MeanPool, MMTStyle
-from .checkpoint import check_config, load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
-from .config import TrainConfig, config_diff
+from .batch import TextBatch, VideoBatch
+from .checkpoint import (
+    atomic_write_text,
+    check_config,
+    load_checkpoint,
+    rng_state,
+    run_lock,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import TrainConfig
 from .evaluate import evaluate
 from .losses import make_ranking_loss
-from .model import T2VLAD
-from .optim import Lookahead, make_optimizer, make_scheduler
+from .optim import make_optimizer, make_scheduler, optimizer_step
 from .pipeline import Prepared, prepare
+from .runs import build_model, load_weights, read_results, run_state
+from .specialisation import assignment_stats
 from .utils import get_device, seed_everything
 
-__all__ = ["train", "train_or_load", "TrainResult", "build_model", "assignment_stats"]
+__all__ = ["train", "ensure_trained", "train_or_load", "TrainResult", "LossTerm", "RunExistsError",
+           "build_model", "assignment_stats"]
+
+# An extra loss term: (sims (B_t, B_v), text, video) -> scalar, added to the ranking loss.
+LossTerm = Callable[[torch.Tensor, TextBatch, VideoBatch], torch.Tensor]
+RUN_FILES = ("best.pt", "last.pt", "results.json", "history.csv", "history.json", "config.json")
+
+
+class RunExistsError(ValueError):
+    """Training would overwrite a run: the message says how to continue, replace, or train elsewhere."""
 
 
 @dataclass
@@ -67,17 +92,7 @@ def _maybe_init_distributed(device: torch.device) -> bool:
     return True
 
 
-def build_model(cfg: TrainConfig, data: Prepared) -> nn.Module:
-    """The model of ``cfg.arch`` (T2VLAD, CE-style T2VLAD preset, MMT-style or mean pooling), with the text
-    encoder inside when it is fine-tuned. Baselines read only their keys of ``cfg.model``."""
-    if cfg.arch in ("t2vlad", "ce"):
-        return T2VLAD(cfg.model_config(data.expert_dims, data.text_dim), text_encoder=data.text_encoder)
-    cls = {"mmt": MMTStyle, "meanpool": MeanPool}[cfg.arch]
-    keys = {k: v for k, v in cfg.model.items() if k in BaselineConfig.__dataclass_fields__}
-    return cls(BaselineConfig(data.expert_dims, data.text_dim, **keys), text_encoder=data.text_encoder)
-
-
-def _param_groups(model: T2VLAD, cfg: TrainConfig) -> list[dict]:
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     text = [p for n, p in model.named_parameters() if n.startswith("text_encoder.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("text_encoder.") and p.requires_grad]
     groups = [{"params": rest}]
@@ -86,88 +101,67 @@ def _param_groups(model: T2VLAD, cfg: TrainConfig) -> list[dict]:
     return groups
 
 
-@torch.no_grad()
-def assignment_stats(model: T2VLAD, data: Prepared, max_items: int = 512) -> dict[str, Any]:
-    """Mean assignment entropy (nats, over the K real centers renormalised) and center usage of the
-    text and video tokens of up to ``max_items`` validation items: are some centers dead?
-    Empty for models without a VLAD (the baselines)."""
-    from .evaluate import _device
-
-    if not isinstance(model, T2VLAD):
-        return {}
-    evalset = data.val or data.test
-    dev = _device(model)
-    was_training = model.training
-    model.eval()
-    text = evalset.texts.index(slice(0, max_items)).to(dev)
-    video = evalset.videos.index(slice(0, max_items)).to(dev)
-    tokens, tmask = model.text_tokens(text)
-    _, ta = model.vlad.encode_text(tokens, tmask, return_assignments=True)
-    enc = model.video_encoder(video)
-    _, va = model.vlad.encode_video(enc.tokens, enc.token_mask, return_assignments=True)
-    out: dict[str, Any] = {}
-    for side, a, m in (("text", ta, tmask), ("video", va, enc.token_mask)):
-        if a is None:
-            continue
-        a = a[m]  # (n_tokens, K)
-        p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
-        out[f"{side}_entropy"] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-        out[f"{side}_usage"] = (a.sum(0) / a.sum()).tolist()
-    model.train(was_training)
-    return out
-
-
-def _optimizer_step(optimizer, scaler: torch.amp.GradScaler, model: nn.Module, clip: float | None) -> None:
-    """Clip and step; with fp16 mixed precision the scaler steps the inner optimiser of Lookahead."""
-    inner = optimizer.inner if isinstance(optimizer, Lookahead) else optimizer
-    if scaler.is_enabled():
-        scaler.unscale_(inner)
-    if clip:
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if scaler.is_enabled():
-        scaler.step(inner)
-        scaler.update()
-        if isinstance(optimizer, Lookahead):
-            optimizer.sync()
-    else:
-        optimizer.step()
-
-
-def _epoch_batches(data: Prepared, epoch: int, seed: int, batch_size: int, rank: int, world: int):
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(data.num_train, generator=gen)
-    per_rank = (len(order) // world) if world > 1 else len(order)
-    order = order[rank * per_rank : (rank + 1) * per_rank] if world > 1 else order
-    for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-        idx = order[start : start + batch_size]
-        yield data.train_batch(idx, gen)
-
-
 def train(
     cfg: TrainConfig,
     resume: bool = False,
     progress: bool = True,
     crash_at_step: int | None = None,
     data: Prepared | None = None,
+    overwrite: bool = False,
+    extra_terms: Sequence[LossTerm] | None = None,
 ) -> TrainResult:
     """Train a config end to end and evaluate the best (validation) checkpoint on the test split.
 
     Args:
         cfg: a :class:`TrainConfig` (see ``load_config``).
-        resume: continue from ``<run_dir>/last.pt`` (refused if its config differs).
+        resume: continue from ``<run_dir>/last.pt`` (refused if it is missing or its config differs;
+            ``epochs`` may grow).
         progress: show a tqdm bar with the loss and speed.
         crash_at_step: testing aid: SIGKILL this process at that global step (to test resume).
         data: prepared data to reuse across runs (ablations); built from ``cfg`` when None.
+        overwrite: replace a run already in the directory (its checkpoints, history and results).
+        extra_terms: loss terms added to the ranking loss (default: the config's, ``distill.config_terms``).
 
-    Raises RuntimeError when another live process trains into the same run directory (``run_lock``).
+    Raises :class:`RunExistsError` when the directory holds a run and neither ``resume`` nor ``overwrite``
+    is set, and ``checkpoint.RunLockError`` when another live process trains into it.
     """
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the run directory and holds its lock
-        return _train(cfg, resume, progress, crash_at_step, data)
-    with run_lock(cfg.run_dir()):
-        return _train(cfg, resume, progress, crash_at_step, data)
+        return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
+    run_dir = cfg.run_dir()
+    with run_lock(run_dir):
+        _check_run_dir(cfg, resume, overwrite)
+        if overwrite and not resume:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | None, data: Prepared | None):
+def _check_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    run_dir = cfg.run_dir()
+    if resume:
+        if not (run_dir / "last.pt").exists():
+            raise RunExistsError(f"{run_dir}/last.pt not found: nothing to resume (train without --resume)")
+        return
+    state = run_state(run_dir)
+    if state == "empty" or overwrite:
+        return
+    what = {"finished": "a finished run", "unfinished": "an unfinished run (continue it with --resume)"}
+    results = read_results(run_dir) if state == "finished" else None
+    score = f" (test t2v R@1 {results['test']['t2v_R1']:.1f})" if results and "test" in results else ""
+    raise RunExistsError(
+        f"{run_dir} already holds {what.get(state, 'a run of another config')}{score}; use --resume to "
+        "continue it, --overwrite to replace it, or --out DIR to train elsewhere"
+    )
+
+
+def _train(
+    cfg: TrainConfig,
+    resume: bool,
+    progress: bool,
+    crash_at_step: int | None,
+    data: Prepared | None,
+    extra_terms: Sequence[LossTerm] | None,
+):
     t0 = time.time()
     device = get_device(cfg.device)
     distributed = _maybe_init_distributed(device)
@@ -184,20 +178,19 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | 
     )
     scheduler = make_scheduler(optimizer, cfg.optim.decay, cfg.optim.decay_every)
     loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
-    teacher = None
-    if cfg.distill.weight > 0:
-        from .distill import load_teacher, similarity_distillation_loss
+    if extra_terms is None:
+        from .distill import config_terms  # the config's own extra terms (distillation)
 
-        teacher = load_teacher(cfg.distill.teacher, data, device)
+        extra_terms = config_terms(cfg, data, device)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run_dir = cfg.run_dir()
     start_epoch, step, best, best_epoch, history = 0, 0, -math.inf, -1, []
-    if resume and (run_dir / "last.pt").exists():
+    if resume:
         ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-        check_config(run_dir / "last.pt", ckpt["config"], cfg.to_dict())
-        model.load_state_dict(ckpt["model"])
+        check_config(run_dir / "last.pt", ckpt["config"], cfg.to_dict(), allow=("epochs",))
+        load_weights(model, ckpt["model"], run_dir / "last.pt", cfg)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt.get("scaler", {}))
@@ -216,12 +209,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | 
         )
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     steps_per_epoch = max(1, (data.num_train // world) // cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         bar = tqdm(
-            _epoch_batches(data, epoch, cfg.seed, cfg.batch_size, rank, world),
+            data.epoch_batches(epoch, cfg.seed, cfg.batch_size, rank, world),
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not progress or rank != 0,
@@ -235,13 +228,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | 
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 sims = net(text, video)
             loss = loss_fn(sims.float())
-            if teacher is not None:  # similarity distillation (distill.py), the teacher frozen
-                loss = loss + cfg.distill.weight * similarity_distillation_loss(
-                    sims.float(), teacher(text, video), cfg.distill.temperature, teacher.temperature
-                )
+            for term in extra_terms:  # e.g. similarity distillation against a frozen teacher
+                loss = loss + term(sims.float(), text, video)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            _optimizer_step(optimizer, scaler, model, cfg.optim.grad_clip)
+            optimizer_step(optimizer, scaler, model, cfg.optim.grad_clip)
             losses.append(loss.item())
             step += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -291,11 +282,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | 
     result = TrainResult(run_dir, best_epoch, {}, {}, history)
     if rank == 0:
         best_ckpt = load_checkpoint(run_dir / "best.pt", map_location=device)
-        model.load_state_dict(best_ckpt["model"])
+        load_weights(model, best_ckpt["model"], run_dir / "best.pt", cfg)
         result.val = best_ckpt.get("val", {})
         result.test = evaluate(model, data.test, cfg.eval_batch_size)
         result.seconds = time.time() - t0
-        (run_dir / "results.json").write_text(
+        atomic_write_text(
+            run_dir / "results.json",
             json.dumps(
                 {
                     "best_epoch": best_epoch,
@@ -316,9 +308,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, crash_at_step: int | 
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     import pandas as pd
 
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+    atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
     flat = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in history]
-    pd.DataFrame(flat).to_csv(run_dir / "history.csv", index=False)
+    atomic_write_text(run_dir / "history.csv", pd.DataFrame(flat).to_csv(index=False))
 
 
 def _print_row(row: dict[str, Any], metric: str) -> None:
@@ -330,24 +322,25 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
     )
 
 
+def ensure_trained(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True) -> None:
+    """Make ``cfg.run_dir()`` hold a finished run of ``cfg`` (``runs.is_finished``): nothing to do when it
+    does, resume an unfinished one, train an empty directory. A directory with another config's run (or a
+    damaged one) is a stale cache entry: a line says so and the run is trained again over it."""
+    state = run_state(cfg.run_dir(), cfg)
+    if state == "finished":
+        return
+    if state == "other":
+        print(f"{cfg.run_dir()} holds a run of another config (or a damaged one): training over it")
+    train(cfg, resume=state == "unfinished", progress=progress, data=data, overwrite=state == "other")
+
+
 def train_or_load(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True):
-    """The notebooks' train-or-load: reuse ``<run_dir>/best.pt`` when a finished run of this config is
-    there, else train. Returns (model in eval mode with the best weights, prepared data, results dict).
+    """The notebooks' train-or-load: :func:`ensure_trained`, then load the run (``runs.load_run``).
 
-    A finished run is one whose ``results.json`` holds the same config (runtime-only keys aside).
+    Returns (model in eval mode with the best weights, prepared data, results dict).
     """
-    from .checkpoint import RUNTIME_KEYS
+    from .runs import load_run
 
-    results = cfg.run_dir() / "results.json"
-    saved = json.loads(results.read_text()) if results.exists() else None
-    same = saved is not None and not [
-        k for k in config_diff(saved.get("config", {}), json.loads(json.dumps(cfg.to_dict())))
-        if k.split(".")[0] not in RUNTIME_KEYS
-    ]
-    if not same:
-        train(cfg, progress=progress, data=data)
-        saved = json.loads(results.read_text())
-    data = data or prepare(cfg, verbose=progress)
-    model = build_model(cfg, data)
-    model.load_state_dict(load_checkpoint(cfg.run_dir() / "best.pt")["model"])
-    return model.eval(), data, saved
+    ensure_trained(cfg, data, progress)
+    run = load_run(cfg.run_dir(), data=data, cfg=cfg, verbose=progress)
+    return run.model, run.data, run.results

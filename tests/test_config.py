@@ -1,6 +1,7 @@
 """Profiles, overrides, typed and range-checked values, run directories of variants, unknown keys, the
 optimisers and checkpoint files."""
 
+import errno
 import json
 import os
 import pickle
@@ -333,7 +334,7 @@ def test_step_decay_schedule():
         make_optimizer([p], "ranger2", 1.0, 0.0)
 
 
-def test_checkpoint_atomic_truncated_and_mismatch(tmp_path):
+def test_checkpoint_atomic_truncated_and_mismatch(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {"seed": 0, "model": {"dim": 8}}})
     good = path.read_bytes()
@@ -343,14 +344,25 @@ def test_checkpoint_atomic_truncated_and_mismatch(tmp_path):
     with pytest.raises(CheckpointError, match="truncated"):
         load_checkpoint(bad)
 
-    # a failing write leaves the previous good file untouched and no temp file behind
-    class Boom:
-        def __reduce__(self):
-            raise RuntimeError("disk full")
+    # a failing write (the disk fills up mid-file) leaves the previous good file and no temp file behind
+    real_save = torch.save
 
-    with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint(path, {"model": Boom(), "config": {}})
+    def full_disk(obj, fh):
+        fh.write(b"PK partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}})
+    monkeypatch.setattr(torch, "save", real_save)
     assert path.read_bytes() == good
+
+    class Code:  # not a plain value: refused before anything is written
+        def __reduce__(self):
+            return (print, ("hello",))
+
+    with pytest.raises(TypeError, match="tensors and plain values only, not Code"):
+        save_checkpoint(path, {"model": Code(), "config": {}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "last.pt"]
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
     with pytest.raises(CheckpointError, match=r"model.dim: 8 in checkpoint vs 16 now"):

@@ -56,7 +56,7 @@ def test_missing_audio_share_is_about_a_quarter():
 
 def test_actor_pixels_carry_its_colour():
     """Where a lone actor's digit is opaque, the frame is close to its colour."""
-    from t2vlad_lib.data.render import _digit_alpha
+    from t2vlad_lib.data.render import digit_alpha
 
     checked = 0
     for s in SPECS[:60]:
@@ -64,7 +64,7 @@ def test_actor_pixels_carry_its_colour():
             continue
         a = s["actors"][0]
         frames = render_frames(s).astype(float) / 255
-        alpha = _digit_alpha(a["image"], SIZES[a["size"]])
+        alpha = digit_alpha(a["image"], SIZES[a["size"]])
         f, x, y = (v[5] for v in actor_positions(a))
         side = SIZES[a["size"]]
         patch = frames[f, y:y + side, x:x + side][alpha > 0.99]

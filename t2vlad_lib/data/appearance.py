@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .render import COLOURS, SCENES, SIZE, SIZES, _digit_alpha, digit_images, scene_image
+from .render import COLOURS, SCENES, SIZE, SIZES, digit_alpha, digit_images, scene_image
 
 __all__ = [
     "AppearanceCNN", "ExactCNN", "WEIGHTS_PATH", "training_frames", "train_appearance_cnn",
@@ -76,7 +76,7 @@ def training_frames(n: int, seed: int = 0, parity: int = 0) -> tuple[np.ndarray,
         image = int(pool[rng.integers(len(pool))])
         c, s = int(rng.integers(len(colours))), int(rng.integers(len(sizes)))
         side = sizes[s]
-        alpha = _digit_alpha(image, side)[..., None]
+        alpha = digit_alpha(image, side)[..., None]
         px, py = rng.integers(0, SIZE - side + 1, size=2)
         patch = img[py:py + side, px:px + side]
         img[py:py + side, px:px + side] = patch * (1 - alpha) + np.asarray(colours[c], np.float32) * alpha

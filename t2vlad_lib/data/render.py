@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "N_FRAMES", "SIZE", "N_SEGMENTS", "FPS", "SAMPLE_RATE", "COLOURS", "SIZES", "MOTIONS", "SCENES",
     "SOUNDS", "MISSING_AUDIO_P", "sample_spec", "render_frames", "render_audio", "digit_images",
-    "scene_image", "sensor_noise", "actor_positions",
+    "scene_image", "sensor_noise", "actor_positions", "digit_alpha",
 ]
 
 N_FRAMES = 24
@@ -66,7 +66,7 @@ def digit_images() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=4096)
-def _digit_alpha(image: int, side: int) -> np.ndarray:
+def digit_alpha(image: int, side: int) -> np.ndarray:
     """Alpha mask (side, side) float32 of one 8x8 digit, bilinearly upsampled and brightened."""
     from scipy.ndimage import zoom
 
@@ -186,7 +186,7 @@ def render_frames(spec: dict) -> np.ndarray:
     video = np.broadcast_to(bg, (N_FRAMES, SIZE, SIZE, 3)).copy()
     for actor in spec["actors"]:
         side = SIZES[actor["size"]]
-        alpha = _digit_alpha(actor["image"], side)[..., None]
+        alpha = digit_alpha(actor["image"], side)[..., None]
         colour = np.asarray(COLOURS[actor["colour"]], np.float32)
         for f, x, y in zip(*actor_positions(actor), strict=True):
             patch = video[f, y:y + side, x:x + side]

@@ -1,0 +1,292 @@
+"""Runs on disk: safe and verified checkpoints, runs never overwritten silently, the lock under a race, one
+loader and one "finished" rule, and an import graph without cycles.
+
+Training runs use the 64-video DigitClips sample and a tiny random BERT (seconds each).
+"""
+
+import ast
+import errno
+import json
+import multiprocessing as mp
+import os
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import ROOT, small_run
+
+from t2vlad_lib import cli
+from t2vlad_lib.checkpoint import CheckpointError, RunLockError, load_checkpoint, run_lock, save_checkpoint
+from t2vlad_lib.config import load_config
+from t2vlad_lib.runs import is_finished, load_run, run_state
+from t2vlad_lib.train import train, train_or_load
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished 1-epoch run, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    cfg = load_config("fast", small_run(out, epochs=1))
+    return cfg, train(cfg, progress=False)
+
+
+def _train_args(out: Path) -> list[str]:
+    return ["train", "--profile", "fast", "--quiet", "--set",
+            *[f"{k}={v}" for k, v in small_run(out, epochs=1).items()]]
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    code = cli.main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this runs ``Path(marker).touch()``: what a crafted checkpoint could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_everywhere(tmp_path, capsys, finished):
+    cfg, res = finished
+    marker = tmp_path / "pwned"
+    good = load_checkpoint(res.run_dir / "best.pt")
+    evil = tmp_path / "evil" / "best.pt"
+    evil.parent.mkdir()
+    torch.save({**good, "model": {**good["model"], "x": _Payload(marker)}}, evil)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match=str(evil)):
+        load_run(evil.parent)
+    from t2vlad_lib.distill import load_teacher
+
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_teacher(evil, None)
+    code, err = _cli(capsys, "evaluate", "--checkpoint", evil)
+    assert code == 2 and "cannot be loaded safely" in err and str(evil) in err
+    code, err = _cli(capsys, "search", "a red seven", "--checkpoint", evil)
+    assert code == 2 and "cannot be loaded safely" in err
+    assert not marker.exists()  # nothing ran
+
+
+def test_no_weights_only_false_anywhere():
+    for path in (ROOT / "t2vlad_lib").rglob("*.py"):
+        assert "weights_only=False" not in path.read_text(), path
+
+
+def _flip_tensor_byte(path: Path, tensor_index: int = 0) -> None:
+    raw = bytearray(path.read_bytes())
+    info = [i for i in zipfile.ZipFile(path).infolist() if i.filename.endswith(f"/data/{tensor_index}")][0]
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    raw[info.header_offset + 30 + name_len + extra_len + 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_a_corrupted_tensor_is_a_clear_error_naming_the_file(tmp_path):
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": {"w": torch.arange(64.0)}, "config": {"seed": 0}})
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.arange(64.0))
+    _flip_tensor_byte(path)
+    silent = torch.load(path, weights_only=True)["model"]["w"]  # torch itself does not notice
+    assert not torch.equal(silent, torch.arange(64.0))
+    with pytest.raises(CheckpointError, match=f"checkpoint {path} is corrupted"):
+        load_checkpoint(path)
+
+
+def test_a_finished_run_is_not_overwritten_by_a_plain_train(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _train_args(out)
+    assert _cli(capsys, *args)[0] == 0
+    before = (out / "best.pt").read_bytes()
+    code, err = _cli(capsys, *args)
+    assert code == 2
+    assert f"{out} already holds a finished run (test t2v R@1" in err
+    assert all(hint in err for hint in ("--resume", "--overwrite", "--out"))
+    assert (out / "best.pt").read_bytes() == before  # untouched
+    assert _cli(capsys, *args, "--overwrite")[0] == 0  # asked for: replaced
+    elsewhere = tmp_path / "elsewhere"
+    assert _cli(capsys, *args, "--out", elsewhere)[0] == 0 and is_finished(elsewhere)
+
+
+def test_resume_without_last_pt_says_so(tmp_path, capsys):
+    args = [*_train_args(tmp_path / "none"), "--resume"]
+    code, err = _cli(capsys, *args)
+    assert code == 2 and "last.pt not found: nothing to resume" in err
+
+
+def test_finished_means_best_pt_of_this_config_not_results_json(tmp_path, finished, capsys):
+    cfg, res = finished
+    other = load_config("fast", small_run(res.run_dir, epochs=1, **{"model.num_clusters": 4}))
+    assert is_finished(res.run_dir, cfg) and not is_finished(res.run_dir, other)
+    assert run_state(res.run_dir, other) == "other"
+    # a results.json claiming the other config changes nothing: best.pt decides
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("best.pt", "results.json"):
+        (copy / name).write_bytes((res.run_dir / name).read_bytes())
+    doctored = json.loads((copy / "results.json").read_text()) | {"config": other.to_dict()}
+    (copy / "results.json").write_text(json.dumps(doctored))
+    other_here = load_config("fast", small_run(copy, epochs=1, **{"model.num_clusters": 4}))
+    assert not is_finished(copy, other_here)
+    model, _, results = train_or_load(other_here, progress=False)  # retrained, and says so
+    assert "holds a run of another config" in capsys.readouterr().out
+    assert model.config.num_clusters == 4 and is_finished(copy, other_here)
+
+
+def test_state_dict_mismatch_names_the_checkpoint_and_the_config(finished):
+    cfg, res = finished
+    other = load_config("fast", small_run(res.run_dir, epochs=1, **{"model.num_clusters": 4}))
+    with pytest.raises(CheckpointError, match=r"trained with another config: model.num_clusters differ"):
+        load_run(res.run_dir, cfg=other)
+    run = load_run(res.run_dir)
+    from dataclasses import replace
+
+    narrower = replace(run.data, expert_dims={**run.data.expert_dims, "audio": 16})  # other features
+    with pytest.raises(CheckpointError) as err:
+        load_run(res.run_dir, data=narrower)
+    msg = str(err.value)
+    assert str(res.run_dir / "best.pt") in msg and "video_encoder.proj.audio.weight" in msg
+    assert "(16, 32) in the checkpoint vs (16, 16) here" in msg and "arch='t2vlad'" in msg
+
+
+def test_load_run_reproduces_the_runs_test_metrics(finished):
+    from t2vlad_lib.evaluate import evaluate
+
+    cfg, res = finished
+    run = load_run(res.run_dir)
+    assert not run.model.training and run.results["test"] == pytest.approx(res.test)
+    assert evaluate(run.model, run.data.test, cfg.eval_batch_size) == pytest.approx(res.test)
+
+
+def _race(lock_dir: str, log: str, start: float) -> None:
+    while time.time() < start:
+        pass
+    try:
+        with run_lock(lock_dir):
+            with open(log, "a") as f:
+                f.write(f"enter {os.getpid()} {time.monotonic()}\n")
+            time.sleep(0.05)
+            with open(log, "a") as f:
+                f.write(f"exit {os.getpid()} {time.monotonic()}\n")
+    except RunLockError:
+        with open(log, "a") as f:
+            f.write(f"busy {os.getpid()}\n")
+
+
+def test_processes_racing_for_a_stale_lock_never_hold_it_together(tmp_path):
+    ctx = mp.get_context("fork")
+    for round_ in range(4):
+        lock_dir = tmp_path / f"run{round_}"
+        lock_dir.mkdir()
+        dead = ctx.Process(target=os.getpid)
+        dead.start()
+        dead.join()
+        (lock_dir / ".lock").write_text(str(dead.pid))  # the lock file of a process that is gone
+        log = tmp_path / f"log{round_}"
+        start = time.time() + 0.5
+        procs = [ctx.Process(target=_race, args=(str(lock_dir), str(log), start)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        events = [line.split() for line in log.read_text().splitlines()]
+        held = 0
+        for kind, *_ in events:  # appended in order: enter/exit must alternate
+            held += {"enter": 1, "exit": -1}.get(kind, 0)
+            assert held in (0, 1), events
+        enters, exits = (sum(e[0] == k for e in events) for k in ("enter", "exit"))
+        assert enters >= 1 and enters == exits and len(events) - exits == 6
+
+
+def test_a_killed_holders_lock_is_free_at_once(tmp_path):
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+
+    def hold():
+        with run_lock(tmp_path):
+            ready.set()
+            time.sleep(60)
+
+    holder = ctx.Process(target=hold)
+    holder.start()
+    assert ready.wait(20)
+    with pytest.raises(RunLockError, match=f"pid {holder.pid}"):
+        with run_lock(tmp_path):
+            pass
+    holder.kill()
+    holder.join()
+    with run_lock(tmp_path) as lock:  # the kernel released it with the process
+        assert lock.read_text() == str(os.getpid())
+
+
+def test_cli_lock_disk_and_query_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    args = _train_args(tmp_path / "run")
+    with run_lock(tmp_path / "run"):
+        code, err = _cli(capsys, *args)
+    assert code == 2 and "another process" in err and err.count("\n") == 1
+    code, err = _cli(capsys, "search", "   ")
+    assert code == 2 and "the query is empty" in err
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "x.pt"))
+
+    monkeypatch.setattr("t2vlad_lib.train.train", full)
+    code, err = _cli(capsys, *args)
+    assert code == 2 and "No space left on device" in err and "cache" in err and "Traceback" not in err
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module -> library modules it imports (module level and inside functions)."""
+    lib = ROOT / "t2vlad_lib"
+    mods = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in lib.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+                target = ".".join(x for x in (base, node.module or "") if x)
+                for alias in node.names:
+                    found = next((c for c in (f"{target}.{alias.name}", target) if c in mods), None)
+                    if found and found != mod:
+                        graph[mod].add(found)
+                        assert not alias.name.startswith("_"), f"{mod} imports the private {alias.name}"
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = _imports()
+
+    def reaches(a: str, b: str) -> bool:
+        seen, todo = set(), [a]
+        while todo:
+            m = todo.pop()
+            if m == b:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
+    assert not cycles, f"import cycles: {cycles}"
+    assert "t2vlad_lib.train" not in graph["t2vlad_lib.runs"] | graph["t2vlad_lib.distill"] | graph[
+        "t2vlad_lib.matching"]
+    code = "import t2vlad_lib.train, t2vlad_lib.distill, t2vlad_lib.matching"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
