@@ -100,7 +100,8 @@ class DataSection:
     model selection when the layout has no validation list (MSRVTT 1k-A; required there). caption_noise:
     fraction of the training captions replaced by another training video's caption (deterministic by
     ``seed``; a noisy-label experiment for similarity distillation, ``pipeline.corrupt_captions``; val/test
-    stay clean)."""
+    stay clean). shots: DigitClips clips have at most this many shots (1: single-shot clips, the data
+    factor of the specialisation diagnosis; ``render.sample_spec``)."""
 
     dataset: str = "digitclips"
     layout: str | None = None
@@ -112,6 +113,7 @@ class DataSection:
     val_holdout: int = 0
     test_protocol: str = "fixed"
     caption_noise: float = 0.0
+    shots: int = 3
 
 
 @dataclass
@@ -347,6 +349,7 @@ RULES: dict[str, _Rule] = {
     "data.sampling": _one_of(SAMPLINGS),
     "data.caption_len": _at_least(3),
     "data.val_holdout": _at_least(0),
+    "data.shots": _one_of((1, 2, 3)),
     "data.test_protocol": _one_of(TEST_PROTOCOLS),
     "data.caption_noise": _FRACTION,
     "text.finetune_top_layers": _at_least(0),

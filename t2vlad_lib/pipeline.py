@@ -40,7 +40,7 @@ def dataset_root(cfg: TrainConfig) -> Path:
     name = cfg.data.dataset
     if name == "digitclips":
         fast = is_fast() if cfg.data.fast is None else cfg.data.fast
-        return ensure_digitclips(fast=fast)
+        return ensure_digitclips(fast=fast, max_shots=cfg.data.shots)
     path = Path(os.path.expandvars(name.replace("${T2VLAD_DATA}", os.environ.get("T2VLAD_DATA", "data"))))
     if not path.is_dir():
         raise FileNotFoundError(

@@ -8,7 +8,9 @@ centers, so center k of a caption is compared with center k of a video, and a ce
   size, motion, scene, sound; ``captions.LEXICON``), and the NMI between an attribute word's argmax center
   and its kind;
 * video: the NMI between a real token's argmax center and what the token shows (``data.labels``), per
-  expert and attribute, and the share of videos whose real tokens of an expert use >= 2 argmax centers.
+  expert and attribute, and the share of videos whose real tokens of an expert use >= 2 argmax centers,
+  beside its ceiling: the share of videos whose tokens of that expert show >= 2 different contents
+  (``CONTENT``; a single-actor, single-scene clip gives its centers nothing to tell apart).
   The appearance expert's *content NMI* is the largest of its NMIs with digit, colour and size: a center
   choice that tracks any one of the attributes the CNN was trained on counts. NMI estimated from a finite
   sample is above 0 even for unrelated labelings, more so when a video's tokens share one center:
@@ -31,10 +33,13 @@ import torch
 from .data.captions import LEXICON
 from .data.labels import TOKEN_ATTRIBUTES, token_labels
 
-__all__ = ["KINDS", "nmi", "caption_words", "assignment_stats", "Assignments", "assignments",
+__all__ = ["KINDS", "CONTENT", "nmi", "caption_words", "assignment_stats", "Assignments", "assignments",
            "video_specialisation", "Specialisation", "specialisation"]
 
 KINDS = ("digit", "colour", "size", "motion", "scene", "sound")
+# what each DigitClips expert can sense: a token's content is its labels of these attributes
+CONTENT = {"appearance": ("digit", "colour", "size"), "motion": ("digit", "motion"), "scene": ("scene",),
+           "audio": ("digit", "colour")}
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -146,50 +151,59 @@ def video_specialisation(
     specs: dict[str, dict],
 ) -> tuple[pd.DataFrame, pd.Series]:
     """NMI(argmax center, label) per expert and attribute over the real tokens, and per expert (and "all")
-    the share of videos whose real tokens take >= 2 distinct argmax centers.
+    the share of videos whose real tokens take >= 2 distinct argmax centers ("centers") and show >= 2
+    distinct contents (``CONTENT``; "contents", the ceiling of "centers").
 
     Args:
         video: (N_v, M, K) assignments; mask: (N_v, M) bool real tokens; owner: (M,) expert index of each
             token position (positions of an expert are contiguous, in token order); experts: the E names;
             video_ids: N_v ids; specs: id -> spec (for ``labels.token_labels``).
     Returns:
-        (experts x attributes) NMI table, and the multi-center shares (index: experts, then "all").
+        (experts x attributes) NMI table, and (experts + "all") x ("centers", "contents") shares.
     """
     offsets = {e: int((owner < i).sum()) for i, e in enumerate(experts)}
-    table, multi = {}, {}
+    table, multi, contents = {}, {}, {}
     centers_all: list[set] = [set() for _ in video_ids]
+    contents_all: list[set] = [set() for _ in video_ids]
     for e_idx, e in enumerate(experts):
         labels: dict[str, list] = {a: [] for a in TOKEN_ATTRIBUTES}
-        centers, per_video = [], []
+        centers, per_video, per_video_content = [], [], []
         for v, vid in enumerate(video_ids):
             pos = (mask[v] & (owner == e_idx)).nonzero().flatten()
             if not len(pos):
                 continue  # a missing expert (audio)
             argmax = video[v, pos].argmax(1).tolist()
             token = token_labels(specs[vid], e)
+            seen = set()
             for p in pos.tolist():
                 for a in TOKEN_ATTRIBUTES:
                     labels[a].append(token[p - offsets[e]][a])
+                seen.add(tuple(token[p - offsets[e]][a] for a in CONTENT.get(e, TOKEN_ATTRIBUTES)))
             centers += argmax
             per_video.append(len(set(argmax)) >= 2)
+            per_video_content.append(len(seen) >= 2)
             centers_all[v] |= set(argmax)
+            contents_all[v] |= {(e, c) for c in seen}
         table[e] = {a: nmi(labels[a], centers) if centers else float("nan") for a in TOKEN_ATTRIBUTES}
         multi[e] = float(np.mean(per_video)) if per_video else float("nan")
+        contents[e] = float(np.mean(per_video_content)) if per_video else float("nan")
     multi["all"] = float(np.mean([len(c) >= 2 for c in centers_all]))
-    return pd.DataFrame(table).T, pd.Series(multi)
+    contents["all"] = float(np.mean([len(c) >= 2 for c in contents_all]))
+    return pd.DataFrame(table).T, pd.DataFrame({"centers": multi, "contents": contents})
 
 
 @dataclass
 class Specialisation:
     """text_share: (K, kinds) share of each center's attribute-word mass per kind (rows sum to 1);
     text_nmi: NMI(argmax center, kind) over attribute words; video_nmi: (experts, attributes) NMI(argmax
-    center, label) over real tokens; multi_center: per expert and "all", the share of videos whose real
-    tokens of that expert take >= 2 distinct argmax centers; usage: (sides, K) assignment mass shares."""
+    center, label) over real tokens; multi_center: (experts + "all") x ("centers", "contents"): the share of
+    videos whose real tokens of that expert take >= 2 distinct argmax centers, and its ceiling, the share
+    whose tokens show >= 2 contents; usage: (sides, K) assignment mass shares."""
 
     text_share: pd.DataFrame
     text_nmi: float
     video_nmi: pd.DataFrame
-    multi_center: pd.Series
+    multi_center: pd.DataFrame
     usage: pd.DataFrame
     video_nmi_chance: pd.DataFrame | None = None
 
@@ -206,11 +220,12 @@ class Specialisation:
 
     def summary(self) -> dict[str, float]:
         """Flat numbers for tables: text_nmi, content_nmi (and its chance level), nmi_<expert>_<attribute>,
-        multi_<expert|all>."""
+        multi_<expert|all> and its ceiling contents_<expert|all>."""
         out: dict[str, Any] = {"text_nmi": self.text_nmi, "content_nmi": self.content_nmi,
                                "content_nmi_chance": self._content(self.video_nmi_chance)}
         out.update({f"nmi_{e}_{a}": float(v) for (e, a), v in self.video_nmi.stack().items()})
-        out.update({f"multi_{e}": float(v) for e, v in self.multi_center.items()})
+        out.update({f"multi_{e}": float(v) for e, v in self.multi_center["centers"].items()})
+        out.update({f"contents_{e}": float(v) for e, v in self.multi_center["contents"].items()})
         return out
 
 

@@ -21,6 +21,7 @@ from t2vlad_lib.data.render import (
     render_audio,
     render_frames,
     sample_spec,
+    shot_of_frame,
 )
 
 SPECS = [sample_spec(i, seed=0) for i in range(400)]
@@ -59,7 +60,7 @@ def test_actor_pixels_carry_its_colour():
     from t2vlad_lib.data.render import digit_alpha
 
     checked = 0
-    for s in SPECS[:60]:
+    for s in SPECS[:200]:
         if len(s["actors"]) != 1:
             continue
         a = s["actors"][0]
@@ -76,7 +77,7 @@ def test_actor_pixels_carry_its_colour():
 def test_motion_expert_sees_direction():
     """Centroid velocity (features 30, 31) has the sign of the actor's motion for lone moving actors."""
     n = 0
-    for s in SPECS[:100]:
+    for s in SPECS:
         a = s["actors"][0]
         if len(s["actors"]) != 1 or a["motion"] not in ("left", "right", "up", "down"):
             continue
@@ -90,15 +91,42 @@ def test_motion_expert_sees_direction():
 
 
 def test_scene_expert_separates_scenes():
-    """Nearest-centroid on mean scene features recovers the scene for most videos."""
-    x = np.stack([scene_features(render_frames(s)).mean(0) for s in SPECS[:120]])
-    y = np.array([s["scene"] for s in SPECS[:120]])
-    mu, sd = x[:60].mean(0), x[:60].std(0) + 1e-6
+    """Nearest-centroid on the scene features of a segment recovers the scene of its shot for most."""
+    x = np.concatenate([scene_features(render_frames(s)) for s in SPECS[:120]])  # (360, 48): per segment
+    y = np.array([shot_of_frame(s, 8 * k)["scene"] for s in SPECS[:120] for k in range(3)])
+    mu, sd = x[:180].mean(0), x[:180].std(0) + 1e-6
     z = (x - mu) / sd
-    cents = {c: z[:60][y[:60] == c].mean(0) for c in set(y[:60])}
+    cents = {c: z[:180][y[:180] == c].mean(0) for c in set(y[:180])}
     names = list(cents)
-    pred = [names[int(np.argmin([np.linalg.norm(v - cents[c]) for c in names]))] for v in z[60:]]
-    assert np.mean(np.array(pred) == y[60:]) > 0.8
+    pred = [names[int(np.argmin([np.linalg.norm(v - cents[c]) for c in names]))] for v in z[180:]]
+    assert np.mean(np.array(pred) == y[180:]) > 0.8
+
+
+def test_shots_cut_at_segment_boundaries_with_a_new_scene_and_their_own_actors():
+    from collections import Counter
+
+    counts = Counter(len(s["shots"]) for s in SPECS)
+    assert set(counts) == {1, 2, 3} and counts[2] > counts[3] > 50
+    for s in SPECS:
+        spans = [(sh["start"], sh["end"]) for sh in s["shots"]]
+        assert spans[0][0] == 0 and spans[-1][1] == 3
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a["scene"] != b["scene"] for a, b in zip(s["shots"], s["shots"][1:], strict=False))
+        for a in s["actors"]:
+            shot = s["shots"][a["shot"]]
+            assert shot["start"] <= a["start"] < a["end"] <= shot["end"] and a["scene"] == shot["scene"]
+        for sh in s["shots"]:  # every shot starts with an actor on screen
+            assert any(a["start"] == sh["start"] for a in s["actors"] if s["shots"][a["shot"]] is sh)
+    single = [sample_spec(i, seed=0, max_shots=1) for i in range(100)]
+    assert all(len(s["shots"]) == 1 for s in single)
+
+
+def test_a_cut_changes_the_background():
+    s = next(s for s in SPECS if len(s["shots"]) == 3)
+    frames = render_frames(s).astype(float)
+    jump = np.abs(frames[8] - frames[7]).mean()  # across the first cut
+    steady = np.abs(frames[4] - frames[3]).mean()  # inside a shot: the actor and the noise only
+    assert jump > 3 * steady  # measured: 26 vs 5.6 levels
 
 
 def test_audio_expert():

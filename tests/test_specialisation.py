@@ -27,9 +27,10 @@ def test_nmi_by_hand_and_against_scikit_learn():
         nmi([0, 1], [0])
 
 
-def _spec(actors, scene="grass", sound=None):
+def _spec(actors, scene="grass", sound=None, shots=None):
     base = {"digit": 0, "colour": "red", "size": "big", "motion": "left"}
-    return {"scene": scene, "sound": sound, "actors": [dict(base, **a) for a in actors]}
+    shots = shots or [{"start": 0, "end": 3, "scene": scene}]
+    return {"sound": sound, "shots": shots, "actors": [dict(base, **a) for a in actors]}
 
 
 def test_token_labels_follow_which_actors_are_visible():
@@ -44,6 +45,11 @@ def test_token_labels_follow_which_actors_are_visible():
     assert motion[3]["digit"] == (3,) and motion[4]["digit"] == (7,)
     scene = token_labels(spec, "scene")
     assert [s["digit"] for s in scene] == [(3,), (3,), (7,)] and scene[0]["scene"] == "grass"
+    cut = _spec([{"start": 0, "end": 2}, {"start": 2, "end": 3}],
+                shots=[{"start": 0, "end": 2, "scene": "grass"}, {"start": 2, "end": 3, "scene": "moon"}])
+    assert [t["scene"] for t in token_labels(cut, "scene")] == ["grass", "grass", "moon"]
+    assert token_labels(cut, "appearance")[7]["scene"] == "grass"
+    assert token_labels(cut, "audio")[8]["scene"] == "moon"
     assert token_labels(spec, "audio")[0]["sound"] == "humming"
     both = _spec([{"digit": 1, "start": 0, "end": 3}, {"digit": 2, "colour": "blue", "start": 1, "end": 3}])
     assert token_labels(both, "appearance")[5]["colour"] == ("blue", "red")  # sorted tuple of both
@@ -71,10 +77,13 @@ def test_video_specialisation_on_hand_made_assignments():
     assert table.loc["appearance", "colour"] == pytest.approx(1.0)
     assert table.loc["appearance", "size"] == pytest.approx(0.0)
     assert table.loc["motion", "colour"] == pytest.approx(0.0)  # one center for every motion token
-    assert multi.to_dict() == {"appearance": 0.5, "motion": 0.0, "all": 1.0}
+    assert multi["centers"].to_dict() == {"appearance": 0.5, "motion": 0.0, "all": 1.0}
+    # contents: video 0 shows red then blue (2 appearance contents; its motion tokens see the digit 0 moving
+    # left throughout: 1), video 1 red only; over all experts both have >= 2 (appearance and motion differ)
+    assert multi["contents"].to_dict() == {"appearance": 0.5, "motion": 0.0, "all": 1.0}
     mask[1, 12:] = False  # video 1 has no motion tokens: it does not count for motion
     _, multi = video_specialisation(video, mask, owner, ["appearance", "motion"], list(specs), specs)
-    assert multi["motion"] == 0.0 and multi["all"] == 0.5  # video 1: only appearance, one center
+    assert multi["centers"]["motion"] == 0.0 and multi["centers"]["all"] == 0.5  # video 1: one center
 
 
 class _Pieces:

@@ -1,8 +1,9 @@
 """DigitClips captions: structured queries, their wording, and the attribute matching behind the oracle.
 
 A caption is first a *query*: one or two actors, each with optional ``digit``/``colour``/``size``/
-``motion``, an optional temporal order (``then``: the first actor starts in an earlier segment than the
-second), an optional ``scene`` and ``sound``. Queries start with 1-4 random cues and get more until they
+``motion`` and ``scene`` (the scene of the actor's shot: "a red seven on grass, then a blue two in space"),
+an optional temporal order (``then``: the first actor starts in an earlier segment than the second), and
+an optional ``sound`` (of the whole video). Queries start with 1-4 random cues and get more until they
 single out their video among a reference pool (the video's block of at most 1,000 videos of its split),
 so a perfect reader could solve the test set while a caption rarely repeats the whole video.
 The query is then worded from templates with synonyms and varied word order; ``parse_bag`` reads the
@@ -18,7 +19,7 @@ from .render import COLOURS, MOTIONS, SCENES, SIZES, SOUNDS
 __all__ = ["FIELDS", "encode_pool", "match", "sample_query", "word_query", "parse_bag", "video_bag",
            "query_bag", "make_captions"]
 
-FIELDS = ("digit", "colour", "size", "motion")
+FIELDS = ("digit", "colour", "size", "motion", "scene")  # per actor
 _NUM = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _COLOUR = {c: [c] for c in COLOURS} | {"purple": ["purple", "violet"]}
 _SIZE = {"small": ["small", "little", "tiny"], "big": ["big", "large", "huge"]}
@@ -83,30 +84,29 @@ for _s, _words in {"beeping": ["beeping", "beeps"], "humming": ["humming", "hums
     LEXICON.update({w: ("sound", _s) for w in _words})
 
 
+_START = len(FIELDS)  # column of an actor's start segment in encode_pool's array
+
+
 def encode_pool(specs: list[dict]) -> dict[str, np.ndarray]:
-    """Attribute arrays of N videos: ``actors`` (N, 3, 6) int [digit, colour, size, motion, start, end]
-    (-1 rows for absent actors), ``scene`` (N,), ``sound`` (N,) (-1 when the track is missing)."""
-    actors = np.full((len(specs), 3, 6), -1, np.int64)
+    """Attribute arrays of N videos: ``actors`` (N, 3, 7) int [digit, colour, size, motion, scene, start,
+    end] (-1 rows for absent actors), ``sound`` (N,) (-1 when the track is missing)."""
+    actors = np.full((len(specs), 3, _START + 2), -1, np.int64)
     for i, s in enumerate(specs):
         for j, a in enumerate(s["actors"]):
-            actors[i, j] = (a["digit"], list(COLOURS).index(a["colour"]), list(SIZES).index(a["size"]),
-                            MOTIONS.index(a["motion"]), a["start"], a["end"])
-    scene = np.array([list(SCENES).index(s["scene"]) for s in specs], np.int64)
+            actors[i, j] = [_code(f, a[f]) for f in FIELDS] + [a["start"], a["end"]]
     sound = np.array([-1 if s["sound"] is None else SOUNDS.index(s["sound"]) for s in specs], np.int64)
-    return {"actors": actors, "scene": scene, "sound": sound}
+    return {"actors": actors, "sound": sound}
 
 
 def _code(field: str, value) -> int:
     return {"digit": lambda v: int(v), "colour": list(COLOURS).index, "size": list(SIZES).index,
-            "motion": MOTIONS.index}[field](value)
+            "motion": MOTIONS.index, "scene": list(SCENES).index}[field](value)
 
 
 def match(query: dict, pool: dict[str, np.ndarray]) -> np.ndarray:
     """Which pool videos satisfy every cue of the query: (N,) bool (actors bind to distinct actors)."""
     acts = pool["actors"]
     ok = np.ones(len(acts), bool)
-    if query.get("scene") is not None:
-        ok &= pool["scene"] == list(SCENES).index(query["scene"])
     if query.get("sound") is not None:
         ok &= pool["sound"] == SOUNDS.index(query["sound"])
     slot = []
@@ -124,7 +124,7 @@ def match(query: dict, pool: dict[str, np.ndarray]) -> np.ndarray:
             if i != j:
                 hit = slot[0][:, i] & slot[1][:, j]
                 if query.get("then"):
-                    hit &= acts[:, i, 4] < acts[:, j, 4]
+                    hit &= acts[:, i, _START] < acts[:, j, _START]
                 pair |= hit
     return ok & pair
 
@@ -136,11 +136,17 @@ def sample_query(spec: dict, pool: dict[str, np.ndarray], rng: np.random.Generat
     n_mention = 2 if len(actors) >= 2 and rng.random() < 0.35 else 1
     order = rng.permutation(len(actors))
     mention = sorted(order[:n_mention].tolist(), key=lambda i: (actors[i]["start"], rng.random()))
-    query = {"actors": [{} for _ in mention], "then": False, "scene": None, "sound": None}
+    query = {"actors": [{} for _ in mention], "then": False, "sound": None}
+
+    def redundant(k: int, f: str) -> bool:  # the other mentioned actor's shot scene already names this one's
+        other = [j for j in range(len(mention)) if j != k]
+        return f == "scene" and any(actors[mention[j]]["shot"] == actors[mention[k]]["shot"]
+                                    and "scene" in query["actors"][j] for j in other)
 
     def candidates() -> list[tuple]:
-        out = [(k, f) for k in range(len(mention)) for f in FIELDS if f not in query["actors"][k]]
-        out += [(c,) for c in ("scene", "sound") if query[c] is None and (c != "sound" or spec["sound"])]
+        out = [(k, f) for k in range(len(mention)) for f in FIELDS
+               if f not in query["actors"][k] and not redundant(k, f)]
+        out += [("sound",)] if query["sound"] is None and spec["sound"] else []
         if (len(mention) == 2 and not query["then"]
                 and actors[mention[0]]["start"] < actors[mention[1]]["start"]):
             out.append(("then",))
@@ -152,7 +158,7 @@ def sample_query(spec: dict, pool: dict[str, np.ndarray], rng: np.random.Generat
         elif cue[0] == "then":
             query["then"] = True
         else:
-            query[cue[0]] = spec[cue[0]]
+            query["sound"] = spec["sound"]
 
     n_cues = int(rng.choice([1, 2, 3, 4], p=[0.1, 0.3, 0.35, 0.25]))
     for _ in range(n_cues):
@@ -195,7 +201,7 @@ def _noun_phrase(q: dict, rng: np.random.Generator) -> str:
 def word_query(query: dict, rng: np.random.Generator) -> list[str]:
     """Word a query as a caption: a list of lower-case words (no punctuation), like ``raw-captions.pkl``."""
     acts = query["actors"]
-    scene = _pick(rng, _SCENE[query["scene"]]) if query.get("scene") else ""
+    scene = _pick(rng, _SCENE[acts[0]["scene"]]) if acts[0].get("scene") else ""
     sound = _pick(rng, _SOUND[query["sound"]]) if query.get("sound") else ""
     np0 = _noun_phrase(acts[0], rng)
     if len(acts) == 1:
@@ -210,18 +216,19 @@ def word_query(query: dict, rng: np.random.Generator) -> list[str]:
         ][int(rng.integers(5))]
     else:
         np1 = _noun_phrase(acts[1], rng)
+        scene1 = _pick(rng, _SCENE[acts[1]["scene"]]) if acts[1].get("scene") else ""
         fin0 = _pick(rng, _FIN[acts[0].get("motion")])
         m1 = acts[1].get("motion")
-        if query.get("then"):
+        if query.get("then"):  # each actor's scene after its own clause: "... on grass, then ... in space"
             pre, link = _THEN[int(rng.integers(len(_THEN)))]
             fin1 = _pick(rng, _FIN[m1] if m1 else _ENTER)
-            parts = [scene, pre, np0, fin0, link, np1, fin1, sound]
+            parts = [pre, np0, fin0, scene, link, np1, fin1, scene1, sound]
         else:
+            fin1 = _pick(rng, _FIN[m1])
+            clauses = [[np0, fin0, scene], [np1, fin1, scene1]]
             if rng.random() < 0.5:
-                np0, np1, fin0, fin1 = np1, np0, _pick(rng, _FIN[m1]), fin0
-            else:
-                fin1 = _pick(rng, _FIN[m1])
-            parts = [np0, fin0, "and", np1, fin1, scene, sound]
+                clauses.reverse()
+            parts = [*clauses[0], "and", *clauses[1], sound]
     return " ".join(p for p in parts if p).split()
 
 
@@ -233,12 +240,12 @@ def parse_bag(words: list[str]) -> set[tuple[str, object]]:
 def query_bag(query: dict) -> set[tuple[str, object]]:
     """The bag of attributes of a structured query (what ``parse_bag`` should read back)."""
     bag = {(f, q[f]) for q in query["actors"] for f in FIELDS if q.get(f) is not None}
-    return bag | {(c, query[c]) for c in ("scene", "sound") if query.get(c) is not None}
+    return bag | ({("sound", query["sound"])} if query.get("sound") is not None else set())
 
 
 def video_bag(spec: dict) -> set[tuple[str, object]]:
-    """Every attribute true of a video: its actors' digits, colours, sizes, motions, its scene and sound."""
-    bag = {(f, a[f]) for a in spec["actors"] for f in FIELDS} | {("scene", spec["scene"])}
+    """Every attribute true of a video: its actors' digits, colours, sizes, motions, scenes, and its sound."""
+    bag = {(f, a[f]) for a in spec["actors"] for f in FIELDS}
     return bag | ({("sound", spec["sound"])} if spec["sound"] else set())
 
 

@@ -3,7 +3,7 @@
 ``ensure_digitclips()`` returns a directory (generated on first use, then cached) that ``load_split``
 reads like MSRVTT's release::
 
-    digitclips-v<VERSION>-<full|fast>-seed<seed>/
+    digitclips-v<VERSION>[-1shot]-<full|fast>-seed<seed>/
       dataset.json                  layout: experts and dims, split files, caption index, text length
       features.<expert>.pkl         video_id -> float32 (T_e, D_e), or float NaN when missing (audio)
       raw-captions.pkl              video_id -> list of captions, each a list of words
@@ -18,7 +18,9 @@ number of workers or threads: per-video random streams drawn with integer arithm
 and experts computed exactly or rounded past their floating-point noise (``experts.py``).
 
 ``VERSION`` is part of every generated name: 1 was the first generator (float32 experts whose last bits
-depended on the CPU); 2 computes the same experts exactly.
+depended on the CPU); 2 computed the same single-shot clips exactly; 3 cuts clips into 1-3 shots, each
+with its own scene and actors, and binds scenes to actors in the captions (``max_shots=1`` generates
+single-shot clips with the same code, the "-1shot" variant).
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ from .render import render_audio, render_frames, sample_spec
 __all__ = ["VERSION", "SIZES_FULL", "SIZES_FAST", "generate_digitclips", "ensure_digitclips", "render",
            "dataset_dir", "read_attributes"]
 
-VERSION = 2
+VERSION = 3
 
 SIZES_FULL = {"train": 3000, "val": 500, "test": 1000}
 SIZES_FAST = {"train": 200, "val": 50, "test": 100}
 _CHUNK = 64  # videos per work unit; fixed so results do not depend on the number of workers
 
 
-def render(video_id: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def render(video_id: str, seed: int = 0, max_shots: int = 3) -> tuple[np.ndarray, np.ndarray | None]:
     """Re-create a DigitClips video from its id and seed (not from a stored copy).
 
     Returns frames (24, 48, 48, 3) uint8 and the waveform (24000,) float32 at 8 kHz, or None when the
@@ -57,7 +59,7 @@ def render(video_id: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]
     """
     if not (video_id.startswith("clip") and video_id[4:].isdigit()):
         raise ValueError(f"render: video id {video_id!r} is not a DigitClips id (expected 'clipNNNNN')")
-    spec = sample_spec(int(video_id[4:]), seed)
+    spec = sample_spec(int(video_id[4:]), seed, max_shots)
     return render_frames(spec), render_audio(spec)
 
 
@@ -67,11 +69,11 @@ def _features_chunk(args: tuple) -> list[tuple]:
 
     from .appearance import ExactCNN, appearance_features, load_appearance_cnn
 
-    indices, seed, n_captions, pools = args
+    indices, seed, n_captions, pools, max_shots = args
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        specs = [sample_spec(i, seed) for i in indices]
+        specs = [sample_spec(i, seed, max_shots) for i in indices]
         frames = np.stack([render_frames(s) for s in specs])
         app = appearance_features(ExactCNN(load_appearance_cnn()), frames)
     finally:
@@ -100,7 +102,7 @@ def _dump(obj, path: Path) -> None:
 
 def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None, seed: int = 0,
                         captions_per_video: int = 6, pool_size: int = 1000, workers: int | None = None,
-                        name: str = "digitclips") -> Path:
+                        name: str = "digitclips", max_shots: int = 3) -> Path:
     """Generate DigitClips into ``out_dir`` (written to a temporary sibling, then renamed).
 
     Args:
@@ -110,6 +112,7 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
         pool_size: captions get cues until they single out their video among consecutive blocks of at
             most this many videos of their own split (the 1,000-video test set is one block).
         workers: processes (default: 2 when more than 256 videos, else in-process).
+        max_shots: at most this many shots per video (1: single-shot clips; ``render.sample_spec``).
     Returns:
         the directory.
     """
@@ -123,7 +126,7 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
         for b in range(0, n, pool_size):
             block = idx[b:b + pool_size]
             pid = f"{split}{b // pool_size}"
-            pools[pid] = encode_pool([sample_spec(i, seed) for i in block])
+            pools[pid] = encode_pool([sample_spec(i, seed, max_shots) for i in block])
             where.update({i: (pid, k) for k, i in enumerate(block)})
         start += n
     total = start
@@ -132,7 +135,7 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
         idx = list(range(c, min(c + _CHUNK, total)))
         need = {where[i][0] for i in idx}
         chunks.append((idx, seed, captions_per_video,
-                       {"where": {i: where[i] for i in idx}} | {p: pools[p] for p in need}))
+                       {"where": {i: where[i] for i in idx}} | {p: pools[p] for p in need}, max_shots))
     workers = (2 if total > 256 else 1) if workers is None else workers
     if workers > 1:
         # fork (like torch's DataLoader): spawn would need an `if __name__ == "__main__"` guard in scripts
@@ -144,7 +147,22 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
 
     tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+        _write(tmp, results, ids, sizes, seed, captions_per_video, pool_size, max_shots, name)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:  # a full disk, a read-only cache, an interrupt: leave no half directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"DigitClips: {total} videos ({sizes}) written to {out_dir} in {time.time() - t0:.1f} s")
+    return out_dir
+
+
+def _write(tmp: Path, results: list, ids: dict, sizes: dict, seed: int, captions_per_video: int,
+           pool_size: int, max_shots: int, name: str) -> None:
+    """The files of a generated directory (``results`` from ``_features_chunk``) into ``tmp``."""
     for expert in EXPERT_SHAPES:
         _dump({vid: feats[expert] for vid, feats, *_ in results}, tmp / f"features.{expert}.pkl")
     _dump({vid: words for vid, _, words, _, _ in results}, tmp / "raw-captions.pkl")
@@ -164,21 +182,23 @@ def generate_digitclips(out_dir: str | Path, sizes: dict[str, int] | None = None
         "caption_index": {"test": "test_caption_idx.pkl"},
         "max_text_tokens": 24,
         "generator": {"seed": seed, "sizes": sizes, "captions_per_video": captions_per_video,
-                      "pool_size": pool_size},
+                      "pool_size": pool_size, "max_shots": max_shots},
     }
     (tmp / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    print(f"DigitClips: {total} videos ({sizes}) written to {out_dir} in {time.time() - t0:.1f} s")
-    return out_dir
 
 
-def dataset_dir(fast: bool | None = None, seed: int = 0, root: str | Path | None = None) -> Path:
-    """Where ``ensure_digitclips`` keeps a variant: ``<root>/digitclips-v<VERSION>-<full|fast>-seed<seed>``
-    (``root`` defaults to ``utils.cache_dir()``)."""
+def dataset_name(fast: bool, max_shots: int = 3) -> str:
+    """``digitclips-v<VERSION>[-1shot]-<full|fast>``: the data set name carries the version."""
+    shots = "" if max_shots == 3 else f"-{max_shots}shot"
+    return f"digitclips-v{VERSION}{shots}-{'fast' if fast else 'full'}"
+
+
+def dataset_dir(fast: bool | None = None, seed: int = 0, root: str | Path | None = None,
+                max_shots: int = 3) -> Path:
+    """Where ``ensure_digitclips`` keeps a variant: ``<root>/<dataset_name>-seed<seed>`` (``root``
+    defaults to ``utils.cache_dir()``)."""
     fast = is_fast() if fast is None else fast
-    return Path(root or cache_dir()) / f"digitclips-v{VERSION}-{'fast' if fast else 'full'}-seed{seed}"
+    return Path(root or cache_dir()) / f"{dataset_name(fast, max_shots)}-seed{seed}"
 
 
 def read_attributes(root: str | Path) -> dict:
@@ -192,7 +212,8 @@ def read_attributes(root: str | Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({err}); regenerate the directory") from None
 
 
-def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path | None = None) -> Path:
+def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path | None = None,
+                      max_shots: int = 3) -> Path:
     """The DigitClips directory, generated if missing (full: ~1 minute on 2 cores; FAST: seconds).
 
     Args:
@@ -201,8 +222,8 @@ def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path 
         root: parent directory (default ``t2vlad_lib.utils.cache_dir()``).
     """
     fast = is_fast() if fast is None else fast
-    out = dataset_dir(fast, seed, root)
+    out = dataset_dir(fast, seed, root, max_shots)
     if not (out / "dataset.json").exists():
-        generate_digitclips(out, SIZES_FAST if fast else SIZES_FULL, seed=seed,
-                            name=f"digitclips-v{VERSION}-{'fast' if fast else 'full'}")
+        generate_digitclips(out, SIZES_FAST if fast else SIZES_FULL, seed=seed, max_shots=max_shots,
+                            name=dataset_name(fast, max_shots))
     return out

@@ -118,12 +118,15 @@ def motion_features(frames: np.ndarray) -> np.ndarray:
     Per 4-frame segment: mean normalised cross-correlation of the foreground of consecutive frames at
     displacements up to 3 px, pooled in 3 rings x 8 directions (24), at zero shift (1), foreground energy
     in 4 quadrants (4) and overall (1), and the foreground centroid's velocity (2). The foreground q is
-    an integer: the colour distance of a pixel to the temporal median, minus a noise threshold.
+    an integer: the colour distance of a pixel to the median of its 8-frame segment (shots are cut at
+    segment boundaries), minus a noise threshold.
     """
     f2 = 2 * frames.astype(np.int64)  # doubled levels, so the median of an even count is an integer
-    mid = len(frames) // 2
-    ordered = np.partition(frames, [mid - 1, mid], axis=0).astype(np.int64)
-    bg2 = ordered[mid - 1] + ordered[mid]
+    seg = N_FRAMES // N_SEGMENTS  # the background of a frame: the median of its segment (never across a cut)
+    bg2 = np.empty_like(f2)
+    for k in range(0, len(frames), seg):
+        part = np.partition(frames[k:k + seg], [seg // 2 - 1, seg // 2], axis=0).astype(np.int64)
+        bg2[k:k + seg] = part[seg // 2 - 1] + part[seg // 2]
     d2 = ((f2 - bg2) ** 2).sum(-1)  # (T, H, W) squared colour distance, exact
     q = np.maximum(np.floor(np.sqrt(d2)) - _FG_THRESHOLD, 0.0)  # foreground: integers 0..852 in float64
     t, h, w = q.shape

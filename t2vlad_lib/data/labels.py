@@ -3,16 +3,16 @@
 DigitClips knows, frame by frame, which actors are visible (``render.actor_positions``), and so what every
 expert token covers: appearance token t is frame 2t, motion token t the frames 4t..4t+3, scene token t the
 8-frame segment t, audio token t the 0.25 s = 2 frames 2t..2t+1. A token's labels are, per attribute, the
-sorted tuple of the values of the actors visible there (``()`` when none is), plus the video's scene and
-sound. ``specialisation.py`` compares these labels with the VLAD center each token is assigned to. (There is
-no label for "which actors": nearly unique per video, it would make a center that is merely constant per
-video look informative.)
+sorted tuple of the values of the actors visible there (``()`` when none is), plus the scene of the token's
+shot and the video's sound. ``specialisation.py`` compares these labels with the VLAD center each token
+is assigned to. (There is no label for "which actors": nearly unique per video, it would make a center that
+is merely constant per video look informative.)
 """
 
 from __future__ import annotations
 
 from .experts import EXPERT_SHAPES
-from .render import N_FRAMES, N_SEGMENTS
+from .render import N_FRAMES, N_SEGMENTS, shot_of_frame
 
 __all__ = ["TOKEN_ATTRIBUTES", "token_frames", "token_labels"]
 
@@ -43,7 +43,7 @@ def token_labels(spec: dict, expert: str) -> list[dict[str, object]]:
                    if any(a["start"] * seg <= f < a["end"] * seg for f in frames)]
         labels: dict[str, object] = {f: tuple(sorted({a[f] for a in visible}, key=str))
                                      for f in ("digit", "colour", "size", "motion")}
-        labels["scene"] = spec["scene"]
+        labels["scene"] = shot_of_frame(spec, frames[0])["scene"]  # a token never straddles a cut
         labels["sound"] = spec["sound"] or "none"
         out.append(labels)
     return out

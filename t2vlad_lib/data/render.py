@@ -1,9 +1,11 @@
 """DigitClips pixels and sound: a video spec sampled from a seed, and its frames and waveform.
 
 A DigitClips video is ``N_FRAMES`` RGB frames of ``SIZE`` x ``SIZE`` pixels, cut in ``N_SEGMENTS`` equal
-segments. One to three actors (a handwritten digit of ``sklearn.datasets.load_digits``, coloured, big or
-small) move over a background scene (a crop of a texture shipped in ``skimage.data``); actors enter or
-leave only at segment boundaries. Each actor's events make tones on the sound track: the pitch follows
+segments, and made of one to three *shots* cut at segment boundaries, as real clips change over time. Each
+shot shows a background scene (a crop of a texture shipped in ``skimage.data``), a different one after
+every cut, and its own one or two actors (a handwritten digit of ``sklearn.datasets.load_digits``,
+coloured, big or small) moving over it, three at most per video; actors enter or leave only at segment
+boundaries and never outlive their shot. Each actor's events make tones on the sound track: the pitch follows
 its digit, the rhythm its colour, the timbre the video's sound kind; the track is missing for ~25% of the
 videos. Everything here is a pure function of ``(seed, index)``: ``render_frames(sample_spec(i, seed))``
 gives the same uint8 frames on every call, which is how ``digitclips.render`` reproduces a video.
@@ -17,8 +19,8 @@ import numpy as np
 
 __all__ = [
     "N_FRAMES", "SIZE", "N_SEGMENTS", "FPS", "SAMPLE_RATE", "COLOURS", "SIZES", "MOTIONS", "SCENES",
-    "SOUNDS", "MISSING_AUDIO_P", "sample_spec", "render_frames", "render_audio", "digit_images",
-    "scene_image", "sensor_noise", "actor_positions", "digit_alpha",
+    "SOUNDS", "MISSING_AUDIO_P", "SHOT_P", "sample_spec", "shot_of_frame", "render_frames", "render_audio",
+    "digit_images", "scene_image", "sensor_noise", "actor_positions", "digit_alpha",
 ]
 
 N_FRAMES = 24
@@ -27,6 +29,7 @@ N_SEGMENTS = 3
 FPS = 8
 SAMPLE_RATE = 8000
 MISSING_AUDIO_P = 0.25
+SHOT_P = (0.3, 0.45, 0.25)  # a video has 1, 2 or 3 shots
 
 # name -> RGB in [0, 1]; saturated and bright so a digit stands out on the dimmed scenes
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -116,50 +119,86 @@ def _path(rng: np.random.Generator, motion: str, side: int, n: int) -> dict:
     return {"x0": x0, "y0": y0, "vx": vx, "vy": vy, "height": height, "period": period}
 
 
-def sample_spec(index: int, seed: int = 0) -> dict:
-    """The random recipe of video ``index``: scene, sound, actors with their paths (a pure function).
-
-    Returns a dict with ``video_id`` (``clipNNNNN``), ``scene``/``sound`` names (sound ``None`` when the
-    track is missing), background crop parameters, and ``actors``: a list of 1-3 dicts with ``digit``,
-    ``image`` (index into ``load_digits``), ``colour``, ``size``, ``motion`` and the segment span
-    ``start`` < ``end`` (segments are ``N_FRAMES // N_SEGMENTS`` frames), plus path parameters.
-    """
-    rng = np.random.default_rng([seed, index, 0])
-    _, labels = digit_images()
-    scene = _SCENE_NAMES[int(rng.integers(len(SCENES)))]
-    missing = bool(rng.random() < MISSING_AUDIO_P)
-    sound = None if missing else SOUNDS[int(rng.integers(len(SOUNDS)))]
+def _background(rng: np.random.Generator, scene: str) -> dict:
+    """Crop position, horizontal flip and brightness gain of a scene texture for one shot."""
     tex = scene_image(scene)
-    bg = {
+    return {
         "y": int(rng.integers(0, tex.shape[0] - SIZE + 1)),
         "x": int(rng.integers(0, tex.shape[1] - SIZE + 1)),
         "flip": bool(rng.random() < 0.5),
         "gain": float(rng.uniform(0.85, 1.15)),
     }
-    n_actors = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
-    starts = [0] + sorted(int(s) for s in rng.integers(0, N_SEGMENTS, size=n_actors - 1))
-    ends = []
-    for i, s in enumerate(starts):  # an actor may leave when the next one enters
-        nxt = starts[i + 1] if i + 1 < n_actors else N_SEGMENTS
-        ends.append(nxt if (nxt > s and nxt < N_SEGMENTS and rng.random() < 0.4) else N_SEGMENTS)
+
+
+def _shot_spans(rng: np.random.Generator, max_shots: int) -> list[tuple[int, int]]:
+    """Segment spans [start, end) of the shots: 1, 2 or 3 shots cut at segment boundaries."""
+    n = int(rng.choice([1, 2, 3], p=SHOT_P))
+    cut = int(rng.integers(1, N_SEGMENTS))  # drawn always, so max_shots does not shift the stream
+    n = min(n, max_shots)
+    if n == 1:
+        return [(0, N_SEGMENTS)]
+    if n == 2:
+        return [(0, cut), (cut, N_SEGMENTS)]
+    return [(k, k + 1) for k in range(N_SEGMENTS)]
+
+
+def sample_spec(index: int, seed: int = 0, max_shots: int = 3) -> dict:
+    """The random recipe of video ``index``: shots, sound, actors with their paths (a pure function).
+
+    A video is 1-3 *shots* cut at segment boundaries (probabilities ``SHOT_P``; ``max_shots=1`` gives
+    single-shot clips): each shot has its own scene, different from the previous shot's, and its own
+    actors, who appear at the shot's start (a second one may enter at a later segment of a long shot, and
+    the first may then leave) and never outlive it.
+
+    Returns a dict with ``video_id`` (``clipNNNNN``), ``sound`` (``None`` when the track is missing),
+    ``shots`` (``start``, ``end``, ``scene``, background ``bg``) and ``actors``: a list of 1-3 dicts with
+    ``digit``, ``image`` (index into ``load_digits``), ``colour``, ``size``, ``motion``, ``scene`` (of its
+    shot), ``shot``, the segment span ``start`` < ``end`` (segments are ``N_FRAMES // N_SEGMENTS``
+    frames), plus path parameters.
+    """
+    rng = np.random.default_rng([seed, index, 0])
+    _, labels = digit_images()
+    missing = bool(rng.random() < MISSING_AUDIO_P)
+    sound = None if missing else SOUNDS[int(rng.integers(len(SOUNDS)))]
+    shots, previous = [], None
+    for start, end in _shot_spans(rng, max_shots):
+        names = [n for n in _SCENE_NAMES if n != previous]  # a cut shows another scene
+        scene = names[int(rng.integers(len(names)))]
+        shots.append({"start": start, "end": end, "scene": scene, "bg": _background(rng, scene)})
+        previous = scene
     seg = N_FRAMES // N_SEGMENTS
-    actors = []
-    for s, e in zip(starts, ends, strict=True):
-        digit = int(rng.integers(10))
-        pool = np.flatnonzero(labels == digit)
-        actor = {
-            "digit": digit,
-            "image": int(pool[rng.integers(len(pool))]),
-            "colour": _COLOUR_NAMES[int(rng.integers(len(COLOURS)))],
-            "size": _SIZE_NAMES[int(rng.integers(len(SIZES)))],
-            "motion": MOTIONS[int(rng.integers(len(MOTIONS)))],
-            "start": s,
-            "end": e,
-        }
-        actor.update(_path(rng, actor["motion"], SIZES[actor["size"]], (e - s) * seg))
-        actors.append(actor)
-    return {"video_id": f"clip{index:05d}", "index": index, "seed": seed, "scene": scene, "sound": sound,
-            "bg": bg, "actors": actors}
+    actors: list[dict] = []
+    for k, shot in enumerate(shots):
+        length = shot["end"] - shot["start"]
+        n = int(rng.choice([1, 2, 3], p=[0.55, 0.45, 0.0] if length < 3 else [0.4, 0.4, 0.2]))
+        n = 1 if length == 1 else min(n, 3 - len(actors) - (len(shots) - 1 - k))  # room for later shots
+        starts = [shot["start"]] + sorted(int(v) for v in rng.integers(shot["start"], shot["end"], n - 1))
+        for i, s in enumerate(starts):  # an actor may leave when the next one of its shot enters
+            nxt = starts[i + 1] if i + 1 < len(starts) else shot["end"]
+            e = nxt if (s < nxt < shot["end"] and rng.random() < 0.4) else shot["end"]
+            digit = int(rng.integers(10))
+            pool = np.flatnonzero(labels == digit)
+            actor = {
+                "digit": digit,
+                "image": int(pool[rng.integers(len(pool))]),
+                "colour": _COLOUR_NAMES[int(rng.integers(len(COLOURS)))],
+                "size": _SIZE_NAMES[int(rng.integers(len(SIZES)))],
+                "motion": MOTIONS[int(rng.integers(len(MOTIONS)))],
+                "scene": shot["scene"],
+                "shot": k,
+                "start": s,
+                "end": e,
+            }
+            actor.update(_path(rng, actor["motion"], SIZES[actor["size"]], (e - s) * seg))
+            actors.append(actor)
+    return {"video_id": f"clip{index:05d}", "index": index, "seed": seed, "sound": sound, "shots": shots,
+            "actors": actors}
+
+
+def shot_of_frame(spec: dict, frame: int) -> dict:
+    """The shot that frame ``frame`` belongs to."""
+    seg = frame // (N_FRAMES // N_SEGMENTS)
+    return next(s for s in spec["shots"] if s["start"] <= seg < s["end"])
 
 
 def actor_positions(actor: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,12 +217,12 @@ def actor_positions(actor: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def render_frames(spec: dict) -> np.ndarray:
     """Frames of a spec: (N_FRAMES, SIZE, SIZE, 3) uint8, with mild per-pixel sensor noise."""
-    tex = scene_image(spec["scene"])
-    b = spec["bg"]
-    bg = tex[b["y"]:b["y"] + SIZE, b["x"]:b["x"] + SIZE] * b["gain"]
-    if b["flip"]:
-        bg = bg[:, ::-1]
-    video = np.broadcast_to(bg, (N_FRAMES, SIZE, SIZE, 3)).copy()
+    seg = N_FRAMES // N_SEGMENTS
+    video = np.zeros((N_FRAMES, SIZE, SIZE, 3), np.float32)
+    for shot in spec["shots"]:
+        tex, b = scene_image(shot["scene"]), shot["bg"]
+        bg = tex[b["y"]:b["y"] + SIZE, b["x"]:b["x"] + SIZE] * b["gain"]
+        video[shot["start"] * seg:shot["end"] * seg] = bg[:, ::-1] if b["flip"] else bg
     for actor in spec["actors"]:
         side = SIZES[actor["size"]]
         alpha = digit_alpha(actor["image"], side)[..., None]
