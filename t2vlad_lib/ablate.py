@@ -9,6 +9,7 @@ config finds it and does not train again, so an interrupted sweep continues wher
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "verdict",
     "DIAGNOSIS",
     "diagnose",
+    "shared_data",
 ]
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
@@ -73,6 +75,8 @@ DIAGNOSIS: dict[str, dict[str, Any]] = {
     "max-margin loss (paper)": {"loss.name": "max_margin", "loss.margin": 0.02},
     "K = 16": {"model.num_clusters": 16},
     "no self-attention": {"model.attention_layers": 0},
+    "no self-attention, no per-token L2": {"model.attention_layers": 0, "model.token_norm": False},
+    "single-shot clips (data)": {"data.shots": 1},
 }
 
 # Variants that differ only at test time share the trained model of this base variant.
@@ -109,6 +113,19 @@ def variant_config(
     train_over = {k: v for k, v in overrides.items() if k not in _TEST_ONLY_KEYS}
     out = Path(root) / (run_name or _run_name(overrides)) / f"seed{seed}"
     return _config(profile, {**train_over, "out_dir": str(out)}, seed, extra)
+
+
+def shared_data(cache: dict[str, Any], cfg: TrainConfig, verbose: bool = False):
+    """The prepared data of ``cfg``, shared through ``cache`` by every run whose data and text sections are
+    equal (and, with caption noise, whose seed is: the swapped captions depend on it)."""
+    from .pipeline import prepare
+
+    raw = cfg.to_dict()
+    key = json.dumps({"data": raw["data"], "text": raw["text"],
+                      "seed": cfg.seed if cfg.data.caption_noise else None}, sort_keys=True)
+    if key not in cache:
+        cache[key] = prepare(cfg, verbose=verbose)
+    return cache[key]
 
 
 def run_variant(
@@ -153,7 +170,6 @@ def ablate(
         variants: names of :data:`VARIANTS`, or a dict name -> overrides; default Table 4 + Table 5.
         extra: overrides applied to every variant (e.g. ``{"epochs": 5}``).
     """
-    from .pipeline import prepare
 
     if variants is None:
         variants = list(dict.fromkeys(TABLE4 + TABLE5))
@@ -164,10 +180,11 @@ def ablate(
         variants = {v: VARIANTS[v] for v in variants}
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    data = prepare(_config(profile, {}, seeds[0], extra))  # data do not depend on the variant or seed
+    cache: dict[str, Any] = {}
     rows = []
     for seed in seeds:  # seed-major: an interrupted sweep already has every variant of the first seeds
         for name, overrides in variants.items():
+            data = shared_data(cache, variant_config(profile, overrides, seed, root, extra), progress)
             metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             rows.append({"variant": name, "seed": seed, **metrics})
             _write_tables(pd.DataFrame(rows), root)  # after every run: an interrupted sweep leaves its table
@@ -246,21 +263,21 @@ def diagnose(
     (:func:`specialisation.specialisation` on the test set); write ``diagnosis.csv`` in ``out_dir`` after
     every run and return the long table (variant, seed, test metrics, the specialisation summary)."""
     from .data.digitclips import read_attributes
-    from .pipeline import prepare
     from .runs import load_run
     from .specialisation import specialisation
 
     variants = DIAGNOSIS if variants is None else variants
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    data = prepare(_config(profile, {}, seeds[0], extra), verbose=progress)
-    specs = read_attributes(data.root)["specs"]
+    cache: dict[str, Any] = {}
     rows = []
     for seed in seeds:
         for name, overrides in variants.items():
-            metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             cfg = variant_config(profile, overrides, seed, root, extra)
+            data = shared_data(cache, cfg, progress)
+            metrics = run_variant(profile, overrides, seed, root, extra, progress=progress, data=data)
             model = load_run(cfg.run_dir(), data=data, cfg=cfg).model
+            specs = read_attributes(data.root)["specs"]
             spec = specialisation(model, data, specs, seed=seed).summary()
             rows.append({"variant": name, "seed": seed, **metrics, **spec})
             atomic_write_text(root / "diagnosis.csv", pd.DataFrame(rows).to_csv(index=False))

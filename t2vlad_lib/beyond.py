@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .ablate import VARIANTS, run_variant, variant_config
+from .ablate import VARIANTS, run_variant, shared_data, variant_config
 from .checkpoint import atomic_write_text
 
 __all__ = ["System", "SYSTEMS", "NOISE", "compare", "query_seconds", "trainable_parameters"]
@@ -150,7 +150,6 @@ def compare(
 
     ``out_dir`` is the ablations' run root by default, so runs both need are trained once.
     """
-    from .pipeline import prepare
 
     names = list(SYSTEMS) if systems is None else list(systems)
     unknown = [n for n in names if n not in SYSTEMS]
@@ -158,7 +157,7 @@ def compare(
         raise ValueError(f"unknown system(s) {unknown}; valid: {list(SYSTEMS)}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    prepared: dict[float, Any] = {}  # data per caption-noise level
+    prepared: dict[str, Any] = {}  # data per data section (and seed, with caption noise): ablate.shared_data
 
     def overrides(name: str, seed: int) -> tuple[dict[str, Any], str | None]:
         system = SYSTEMS[name]
@@ -172,11 +171,9 @@ def compare(
     def run(name: str, seed: int):
         over, run_name = overrides(name, seed)
         cfg = variant_config(profile, over, seed, root, extra, run_name)
-        noise = cfg.data.caption_noise
-        if noise not in prepared:
-            prepared[noise] = prepare(cfg)
-        metrics = run_variant(profile, over, seed, root, extra, progress, prepared[noise], run_name)
-        return cfg, prepared[noise], metrics
+        data = shared_data(prepared, cfg)
+        metrics = run_variant(profile, over, seed, root, extra, progress, data, run_name)
+        return cfg, data, metrics
 
     rows, models = [], {}
     for seed in seeds:
