@@ -33,6 +33,8 @@ __all__ = [
     "DIAGNOSIS",
     "diagnose",
     "shared_data",
+    "DIAGNOSIS_COLUMNS",
+    "diagnosis_summary",
 ]
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
@@ -285,3 +287,27 @@ def diagnose(
                 print(f"{name:28s} seed {seed}: t2v R1 {metrics['t2v_R1']:.1f}  content NMI "
                       f"{spec['content_nmi']:.3f}  >= 2 appearance centers {spec['multi_appearance']:.2f}")
     return pd.DataFrame(rows)
+
+
+DIAGNOSIS_COLUMNS = ("t2v_R1", "content_nmi", "content_nmi_chance", "multi_appearance", "contents_appearance",
+                     "text_nmi")
+
+
+def diagnosis_summary(table: pd.DataFrame, base: str = "port recipe") -> pd.DataFrame:
+    """One row per variant: mean ± std of :data:`DIAGNOSIS_COLUMNS` (those present), and the paired per-seed
+    change against ``base`` of test R@1 and of the appearance content NMI with its :func:`verdict` (does
+    the factor raise it at every seed?)."""
+    columns = tuple(c for c in DIAGNOSIS_COLUMNS if c in table.columns)
+    out = summarize(table, columns=columns, by="variant", digits=3)
+    out["t2v_R1"] = summarize(table, columns=("t2v_R1",), by="variant", digits=1)["t2v_R1"]
+    ref = table[table.variant == base].set_index("seed")
+    for col, digits in (("t2v_R1", 1), ("content_nmi", 3)):
+        deltas, verdicts = [], []
+        for name in out.index:
+            d = (table[table.variant == name].set_index("seed")[col] - ref[col]).dropna()
+            seeds = " / ".join(f"{v:+.{digits}f}" for v in d)
+            deltas.append("-" if name == base else f"{d.mean():+.{digits}f} ({seeds})")
+            verdicts.append("-" if name == base else verdict(d.values))
+        out[f"Δ {col} per seed"] = deltas
+        out[f"raises {col}?"] = verdicts
+    return out

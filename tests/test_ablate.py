@@ -64,3 +64,23 @@ def test_verdict_needs_every_seed():
     assert verdict([0.4, 0.0, 0.3]) == "cannot tell"  # a tie agrees with neither side
     assert verdict([-0.5, 1.0, -2.0]) == "cannot tell"
     assert verdict([3.0]) == "one seed: cannot tell"
+
+
+def test_diagnosis_summary_pairs_seeds_against_the_base():
+    import pandas as pd
+
+    from t2vlad_lib.ablate import diagnosis_summary
+
+    table = pd.DataFrame({
+        "variant": ["port recipe"] * 3 + ["factor"] * 3,
+        "seed": [0, 1, 2] * 2,
+        "t2v_R1": [50.0, 52.0, 54.0, 51.0, 51.0, 56.0],
+        "content_nmi": [0.10, 0.12, 0.14, 0.20, 0.30, 0.25],
+    })
+    out = diagnosis_summary(table)
+    assert out.loc["port recipe", "t2v_R1"] == "52.0 ± 2.0" and out.loc["factor", "seeds"] == 3
+    assert out.loc["factor", "Δ t2v_R1 per seed"] == "+0.7 (+1.0 / -1.0 / +2.0)"
+    assert out.loc["factor", "raises t2v_R1?"] == "cannot tell"
+    assert out.loc["factor", "Δ content_nmi per seed"] == "+0.130 (+0.100 / +0.180 / +0.110)"
+    assert out.loc["factor", "raises content_nmi?"] == "holds"
+    assert out.loc["port recipe", "raises content_nmi?"] == "-"
