@@ -149,8 +149,9 @@ def run_variant(
     from .train import ensure_trained
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
-    ensure_trained(cfg, data, progress)
-    if not any(k in _TEST_ONLY_KEYS for k in overrides):
+    test_time = any(k in _TEST_ONLY_KEYS for k in overrides)
+    ensure_trained(cfg, data, progress, need_model=test_time)
+    if not test_time:
         return read_results(cfg.run_dir())["test"]
     eval_cfg = _config(profile, {**overrides, "out_dir": cfg.out_dir}, seed, extra)
     run = load_run(cfg.run_dir(), data=data, cfg=eval_cfg)

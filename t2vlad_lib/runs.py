@@ -84,18 +84,22 @@ def _same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
 
 def run_state(run_dir: str | Path, cfg: TrainConfig | None = None) -> str:
     """What a run directory holds: "empty" (no run files), "finished" (see :func:`is_finished`),
-    "unfinished" (``last.pt`` of this config, no results yet: ``--resume`` continues it), or "other" (run
-    files of another config, or a damaged run). With ``cfg=None`` any config counts as this one."""
+    "summary" (a shipped run installed without its weights: results of this config, no ``best.pt``;
+    ``shipped.py``), "unfinished" (``last.pt`` of this config, no results yet: ``--resume`` continues it),
+    or "other" (run files of another config, or a damaged run). With ``cfg=None`` any config counts."""
     run_dir = Path(run_dir)
     names = ("best.pt", "last.pt", "results.json")
     if not any((run_dir / n).exists() for n in names):
         return "empty"
     try:
-        if read_results(run_dir) is not None and (run_dir / "best.pt").exists():
+        results = read_results(run_dir)
+        if results is not None and (run_dir / "best.pt").exists():
             saved = load_checkpoint(run_dir / "best.pt")["config"]
             if cfg is None or _same_config(saved, cfg):
                 return "finished"
             return "other"
+        if results is not None and "shipped" in results and not (run_dir / "last.pt").exists():
+            return "summary" if cfg is None or _same_config(results.get("config", {}), cfg) else "other"
         if (run_dir / "last.pt").exists():
             saved = load_checkpoint(run_dir / "last.pt")["config"]
             return "unfinished" if cfg is None or _same_config(saved, cfg) else "other"

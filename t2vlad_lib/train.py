@@ -322,16 +322,28 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
     )
 
 
-def ensure_trained(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True) -> None:
+def ensure_trained(
+    cfg: TrainConfig, data: Prepared | None = None, progress: bool = True, need_model: bool = True
+) -> None:
     """Make ``cfg.run_dir()`` hold a finished run of ``cfg`` (``runs.is_finished``): nothing to do when it
-    does, resume an unfinished one, train an empty directory. A directory with another config's run (or a
-    damaged one) is a stale cache entry: a line says so and the run is trained again over it."""
+    does; an empty directory first gets the shipped run of this config if there is one (``shipped.install``;
+    ``T2VLAD_RETRAIN=1`` skips it), else is trained; an unfinished run is resumed. A shipped *summary*
+    (results without weights) is enough when ``need_model`` is False, else the run is trained. A directory
+    with another config's run (or a damaged one) is a stale cache entry: a line says so and the run is
+    trained again over it."""
+    from . import shipped
+
     state = run_state(cfg.run_dir(), cfg)
-    if state == "finished":
+    if state == "empty" and shipped.install(cfg):
+        state = run_state(cfg.run_dir(), cfg)
+    if state == "finished" or (state == "summary" and not need_model):
         return
     if state == "other":
         print(f"{cfg.run_dir()} holds a run of another config (or a damaged one): training over it")
-    train(cfg, resume=state == "unfinished", progress=progress, data=data, overwrite=state == "other")
+    if state == "summary":
+        print(f"{cfg.run_dir()}: the shipped run has no weights; training it")
+    replace = state in ("other", "summary")
+    train(cfg, resume=state == "unfinished", progress=progress, data=data, overwrite=replace)
 
 
 def train_or_load(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True):

@@ -1,0 +1,80 @@
+"""Packing and installing shipped runs on a small run: float16 weights that reproduce their manifest metrics,
+installation by fingerprint, the summary state, T2VLAD_RETRAIN."""
+
+import json
+
+import pytest
+import torch
+from helpers import small_run
+
+from t2vlad_lib import shipped
+from t2vlad_lib.config import load_config
+from t2vlad_lib.evaluate import evaluate
+from t2vlad_lib.runs import load_run, run_state
+from t2vlad_lib.train import ensure_trained, train
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("T2VLAD_RETRAIN", raising=False)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ship")
+    cfgs = {name: load_config("fast", small_run(base / "runs" / name, epochs=1, seed=seed))
+            for name, seed in (("a", 0), ("b", 1))}
+    for cfg in cfgs.values():
+        train(cfg, progress=False)
+    man = shipped.pack({n: c.run_dir() for n, c in cfgs.items()}, checkpoints={"a"}, root=base / "shipped")
+    return base, cfgs, man
+
+
+def test_pack_writes_summaries_half_weights_and_a_manifest(packed):
+    base, cfgs, man = packed
+    root = base / "shipped"
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["best.fp16.pt", "config.json", "history.csv",
+                                                               "results.json"]
+    assert not (root / "b" / "best.fp16.pt").exists()
+    entry = man["runs"]["a"]
+    assert entry["fingerprint"] == shipped.fingerprint(cfgs["a"]) != shipped.fingerprint(cfgs["b"])
+    assert entry["data_version"].startswith("released:") and entry["seed"] == 0
+    half = torch.load(root / "a" / "best.fp16.pt", weights_only=True)["model"]
+    assert all(v.dtype in (torch.float16, torch.int64) for v in half.values())
+    run = load_run(root / "a" / "best.fp16.pt")  # the float16 weights reproduce their manifest metrics
+    assert evaluate(run.model, run.data.test, 16) == entry["checkpoint_test"]
+    assert json.loads((root / "manifest.json").read_text()) == man
+
+
+def test_install_by_fingerprint_with_a_message_and_the_retrain_switch(packed, tmp_path, capsys, monkeypatch):
+    base, cfgs, man = packed
+    here = load_config("fast", small_run(tmp_path / "mine", epochs=1, seed=0))  # same config, other dir
+    assert shipped.fingerprint(here) == man["runs"]["a"]["fingerprint"]
+    monkeypatch.setenv("T2VLAD_RETRAIN", "1")
+    assert not shipped.install(here, root=base / "shipped")
+    monkeypatch.delenv("T2VLAD_RETRAIN")
+    assert shipped.install(here, root=base / "shipped")
+    said = capsys.readouterr().out
+    assert f"loaded the shipped run of {man['runs']['a']['date']}" in said
+    assert "set T2VLAD_RETRAIN=1 to train it yourself" in said
+    assert run_state(here.run_dir(), here) == "finished"
+    run = load_run(here.run_dir(), cfg=here)
+    assert evaluate(run.model, run.data.test, 16) == man["runs"]["a"]["checkpoint_test"]
+    other = load_config("fast", small_run(tmp_path / "other", epochs=1, seed=0, **{"model.num_clusters": 4}))
+    assert not shipped.install(other, root=base / "shipped")
+
+
+def test_a_summary_is_enough_for_tables_but_not_for_a_model(packed, tmp_path, monkeypatch):
+    base, cfgs, _ = packed
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", base / "shipped")
+    monkeypatch.setattr(shipped.install, "__defaults__", (base / "shipped", True))
+    here = load_config("fast", small_run(tmp_path / "b", epochs=1, seed=1))
+    calls = []
+    monkeypatch.setattr("t2vlad_lib.train.train", lambda *a, **k: calls.append(k))
+    ensure_trained(here, progress=False, need_model=False)
+    assert run_state(here.run_dir(), here) == "summary" and not calls
+    original = json.loads((cfgs["b"].run_dir() / "results.json").read_text())
+    assert json.loads((here.run_dir() / "results.json").read_text())["test"] == original["test"]
+    ensure_trained(here, progress=False, need_model=True)
+    assert calls and calls[0]["overwrite"] is True  # the weights are trained, over the summary
