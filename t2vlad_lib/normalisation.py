@@ -33,12 +33,10 @@ from .evaluate import encode_texts, encode_videos, retrieval_metrics, similarity
 __all__ = ["Hubness", "k_occurrence", "hubness", "dual_softmax", "querybank_normalise", "querybank_sims",
            "normalisation_table"]
 
-_KEYS = ("R1", "R5", "R10", "MedR")  # the t2v metrics of normalisation_table
-
 
 def _check(sims: Any, name: str = "sims", allow_no_rows: bool = False) -> Tensor:
     """A finite 2-D float64 copy of ``sims`` (torch or numpy)."""
-    s = torch.as_tensor(np.asarray(sims) if not isinstance(sims, Tensor) else sims)
+    s = sims if isinstance(sims, Tensor) else torch.as_tensor(np.asarray(sims))
     if s.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D (queries, videos) matrix, got shape {tuple(s.shape)}")
     if s.shape[1] == 0 or (s.shape[0] == 0 and not allow_no_rows):
@@ -95,7 +93,7 @@ def hubness(sims: Any, k: int = 10) -> Hubness:
 
         S_k = E[(N_k - mu)^3] / E[(N_k - mu)^2]^(3/2)     (population moments; mu = N_t k / N_v)
 
-    A constant N_k (no spread: every video retrieved equally often) has skewness 0 here (scipy gives NaN).
+    A constant N_k (every video retrieved equally often) has skewness 0 here (scipy gives NaN).
 
     Args:
         sims: (N_t, N_v) scores.
@@ -144,7 +142,7 @@ def querybank_normalise(sims: Any, bank_sims: Any, temperature: float = 0.05, k:
 
     The bank's N_b queries define, for each video j, a normaliser and whether j is a hub of the bank:
 
-        log Z_j = tau * logsumexp_b(bank_ij / tau)          (N_v,), a soft max of the bank's scores for j
+        log Z_j = tau * logsumexp_b(bank_bj / tau)          (N_v,), a soft max of the bank's scores for j
         A = { j : N_k(j) > 0 w.r.t. the bank }             videos in some bank query's top-k ("activated")
         s'_ij = s_ij - log Z_j   if the top-1 video of query i is in A,   else s'_ij = s_ij
 
@@ -157,7 +155,7 @@ def querybank_normalise(sims: Any, bank_sims: Any, temperature: float = 0.05, k:
     is no identity: log Z_j -> mean_b bank_bj + tau log N_b (centring by the bank's mean); tau -> 0 gives
     s_ij - max_b bank_bj.
 
-    The bank must be queries of the *training* split (QB-Norm's choice): test queries would use the test set.
+    The bank must be queries of the *training* split (QB-Norm's choice), never test queries.
 
     Args:
         sims: (N_t, N_v) text->video scores of the test queries.
@@ -170,9 +168,7 @@ def querybank_normalise(sims: Any, bank_sims: Any, temperature: float = 0.05, k:
     s, tau = _check(sims), _check_temperature(temperature)
     bank = _check(bank_sims, "bank_sims", allow_no_rows=True)
     if bank.shape[1] != s.shape[1]:
-        raise ValueError(
-            f"bank_sims: {bank.shape[1]} videos, but sims has {s.shape[1]}; expected the same gallery"
-        )
+        raise ValueError(f"bank_sims: {bank.shape[1]} videos, sims {s.shape[1]}; expected the same gallery")
     out = s.clone()
     if bank.shape[0] == 0:
         return out
@@ -195,15 +191,8 @@ def querybank_sims(model: torch.nn.Module, dataset: Any, videos: Any, batch_size
     return torch.cat(rows)
 
 
-def normalisation_table(
-    run: Any,
-    split: str = "test",
-    dsl_temperature: float = 0.05,
-    qb_temperature: float = 0.05,
-    qb_k: int = 1,
-    hub_k: int = 10,
-    batch_size: int = 256,
-):
+def normalisation_table(run: Any, split: str = "test", dsl_temperature: float = 0.05,
+                        qb_temperature: float = 0.05, qb_k: int = 1, hub_k: int = 10, batch_size: int = 256):
     """Text->video metrics of a trained run with plain, dual-softmax and QB-Norm scores: a separate table.
 
     Rows: "plain" (the model's own scores), "dual softmax", "QB-Norm". Columns: ``scores`` ("plain" or
@@ -235,10 +224,11 @@ def normalisation_table(
         bank = querybank_sims(model, data.train, videos, batch_size)
     finally:
         model.train(was_training)
+    norm = "normalised at inference"
     variants = {
         "plain": (sims.double(), "plain", "-"),
-        "dual softmax": (dual_softmax(sims, dsl_temperature), "normalised at inference", "all test queries"),
-        "QB-Norm": (querybank_normalise(sims, bank, qb_temperature, qb_k), "normalised at inference",
+        "dual softmax": (dual_softmax(sims, dsl_temperature), norm, f"all {split} queries"),
+        "QB-Norm": (querybank_normalise(sims, bank, qb_temperature, qb_k), norm,
                     f"bank of {len(bank)} training captions"),
     }
     rows = {}
@@ -247,7 +237,7 @@ def normalisation_table(
         hub = hubness(scores, hub_k)
         changed = (scores != sims.double()).any(dim=1).double().mean().item()
         rows[name] = {
-            "scores": kind, "needs": needs, **{k: m[f"t2v_{k}"] for k in _KEYS},
+            "scores": kind, "needs": needs, **{k: m[f"t2v_{k}"] for k in ("R1", "R5", "R10", "MedR")},
             "hub_skew": hub.skew, "anti_hubs": 100 * hub.anti_hubs, "queries_changed": 100 * changed,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
