@@ -140,6 +140,15 @@ class Prepared:
         ]
         return self.train.text_batch(caps), self.train.video_batch(idx)
 
+    def identity(self) -> dict[str, str]:
+        """What a checkpoint records of its data: the directory's name (DigitClips names carry the
+        generator version, e.g. ``digitclips-v3-full-seed0``) and its layout name."""
+        import json
+
+        meta = self.root / "dataset.json"
+        name = json.loads(meta.read_text()).get("name", self.root.name) if meta.exists() else self.root.name
+        return {"dir": self.root.name, "name": str(name)}
+
     def epoch_batches(self, epoch: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
         """The training batches of one epoch: (text, video) pairs of ``batch_size`` videos in an order drawn
         from a generator seeded by (seed, epoch) (so a resumed run replays the same data); with ``world``

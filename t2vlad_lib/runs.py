@@ -184,6 +184,12 @@ def load_run(
         use = from_dict({**use.to_dict(), "data": {**use.to_dict()["data"], "test_protocol": test_protocol}})
         data = None
     data = data if data is not None else prepare(use, verbose=verbose)
+    trained_on, here = payload.get("data"), data.identity()
+    if trained_on is not None and trained_on["dir"] != here["dir"]:
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} was trained on {trained_on['dir']!r} but this data is {here['dir']!r} "
+            f"({data.root}): another DigitClips version or data set; train it again on this data"
+        )
     model = build_model(use, data)
     load_weights(model, payload["model"], ckpt_path, use)
     run_dir = ckpt_path.parent

@@ -186,7 +186,8 @@ def pack(
             payload = load_checkpoint(run_dir / "best.pt")
             half = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
             save_checkpoint(dst / CHECKPOINT, {"model": half, "config": results["config"],
-                                               "epoch": payload.get("epoch"), "val": payload.get("val", {})})
+                                               "epoch": payload.get("epoch"), "val": payload.get("val", {}),
+                                               "data": payload.get("data")})
             entry["checkpoint"] = CHECKPOINT
             if evaluate_checkpoints:
                 run = load_run(dst / CHECKPOINT)

@@ -254,7 +254,8 @@ def _train(
                 best, best_epoch = score, epoch + 1
                 save_checkpoint(
                     run_dir / "best.pt",
-                    {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch, "val": val},
+                    {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch, "val": val,
+                     "data": data.identity()},
                 )
         history.append(row)
         if rank == 0:
@@ -267,6 +268,7 @@ def _train(
                     "scaler": scaler.state_dict(),
                     "rng": rng_state(),
                     "config": cfg.to_dict(),
+                    "data": data.identity(),
                     "epoch": epoch,
                     "step": step,
                     "best": best,

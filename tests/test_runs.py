@@ -290,3 +290,18 @@ def test_no_module_imports_one_that_imports_it_back():
     code = "import t2vlad_lib.train, t2vlad_lib.distill, t2vlad_lib.matching"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_checkpoint_is_refused_on_other_data(finished, tmp_path):
+    """A model trained on one data set (e.g. DigitClips v2) is not evaluated on another one (v3) silently."""
+    import shutil
+
+    from t2vlad_lib.pipeline import prepare
+
+    cfg, res = finished
+    assert load_checkpoint(res.run_dir / "best.pt")["data"]["dir"] == "digitclips-sample"
+    other = tmp_path / "digitclips-v9-full-seed0"
+    shutil.copytree(ROOT / "data_samples" / "digitclips-sample", other)
+    moved = load_config("fast", small_run(tmp_path / "x", epochs=1, **{"data.dataset": str(other)}))
+    with pytest.raises(CheckpointError, match="on 'digitclips-sample' but this data is 'digitclips-v9"):
+        load_run(res.run_dir, data=prepare(moved, verbose=False))
