@@ -33,7 +33,7 @@ import torch
 from .data.captions import LEXICON
 from .data.labels import TOKEN_ATTRIBUTES, token_labels
 
-__all__ = ["KINDS", "CONTENT", "nmi", "caption_words", "assignment_stats", "Assignments", "assignments",
+__all__ = ["KINDS", "CONTENT", "content_ceiling", "nmi", "caption_words", "assignment_stats", "Assignments", "assignments",
            "video_specialisation", "Specialisation", "specialisation"]
 
 KINDS = ("digit", "colour", "size", "motion", "scene", "sound")
@@ -190,6 +190,18 @@ def video_specialisation(
     multi["all"] = float(np.mean([len(c) >= 2 for c in centers_all]))
     contents["all"] = float(np.mean([len(c) >= 2 for c in contents_all]))
     return pd.DataFrame(table).T, pd.DataFrame({"centers": multi, "contents": contents})
+
+
+def content_ceiling(specs: list[dict], experts: tuple[str, ...] = tuple(CONTENT)) -> dict[str, float]:
+    """A property of the data alone: per expert, the share of videos whose tokens show >= 2 different
+    contents (``CONTENT``), i.e. the most videos whose tokens could take >= 2 centers for a reason.
+    A video without a sound track does not count for audio."""
+    out = {}
+    for e in experts:
+        shown = [len({tuple(t[a] for a in CONTENT[e]) for t in token_labels(s, e)}) >= 2
+                 for s in specs if e != "audio" or s["sound"] is not None]
+        out[e] = float(np.mean(shown))
+    return out
 
 
 @dataclass
