@@ -2,10 +2,11 @@
 
     cfg = load_config("tutorial", overrides=["epochs=3", "model.num_clusters=16"])
 
-Profiles: ``tutorial`` (DigitClips on a CPU in minutes), ``fast`` (tests and notebooks under
-``T2VLAD_FAST=1``), ``msrvtt-1ka`` (the paper: MSRVTT 1k-A features, BERT-base fine-tuned, D=768, K=9),
+Profiles: ``tutorial`` (DigitClips on a CPU in minutes), ``tutorial-finetune`` (the same with MiniLM
+fine-tuned inside the model at its own lr; only the text section differs), ``fast`` (tests and notebooks
+under ``T2VLAD_FAST=1``), ``msrvtt-1ka`` (the paper: MSRVTT 1k-A features, BERT-base fine-tuned, D=768, K=9),
 and, by path, ``configs/extra/etva-msrvtt.yaml`` (msrvtt-1ka with ALBERT-base as the text encoder,
-ETVA; untested here: needs the albert-base-v2 weights).
+ETVA; no ALBERT weights can be had offline here, so only a tiny random ``AlbertConfig`` is tested).
 A profile file may be a path too. Unknown keys are an error that lists the valid ones.
 
 Every value, from a profile file or an override, is converted to the type of its field (``optim.lr=2e-3``,

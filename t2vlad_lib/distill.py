@@ -19,8 +19,6 @@ matching head of ``matching.py``), not trained jointly; no tau^2 factor (Hinton 
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -111,9 +109,7 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
     ckpt = load_checkpoint(path, map_location=device)
     matching = ckpt.get("kind") == "matching"
     cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
-    if data.text_encoder is not None:  # fine-tuned text encoder: the teacher gets its own copy
-        data = dataclasses.replace(data, text_encoder=copy.deepcopy(data.text_encoder))
-    dual = build_model(cfg, data)
+    dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy (build_model)
     load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
     head = None
     if matching:

@@ -17,11 +17,10 @@ Deviation from CLIP2TV: the head is trained after the dual encoder (frozen), not
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -239,9 +238,9 @@ def train_matching(
 
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
-    # the dual encoder is frozen here: a fine-tuned text encoder is copied, not frozen inside ``data``
-    own = data if data.text_encoder is None else replace(data, text_encoder=copy.deepcopy(data.text_encoder))
-    loaded = load_run(dual_checkpoint, data=own)
+    # the dual encoder is frozen here; a fine-tuned text encoder is the model's own copy (build_model),
+    # so freezing it leaves the one inside ``data`` untouched
+    loaded = load_run(dual_checkpoint, data=data)
     ckpt, dual = loaded.payload, loaded.model
     dual.eval().requires_grad_(False)
     dev = next(dual.parameters()).device

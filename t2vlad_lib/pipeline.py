@@ -8,7 +8,7 @@ cached token states -> training batches and evaluation sets.
 DigitClips is generated on first use (``ensure_digitclips``); a released-format directory (MSRVTT,
 ActivityNet, LSMDC) is read with its layout. With a frozen text encoder every caption of every split is
 encoded once and its token states cached on disk (``cache_dir()/text-states``); with a fine-tuned
-encoder the batches carry token ids and the encoder lives inside the model.
+encoder the batches carry token ids and each model holds its own copy of the encoder.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ class Prepared:
 
     train: the training dataset (one random caption per video per epoch); val / test: evaluation sets
     (all videos encoded once, captions by protocol); expert_dims: expert -> D_e; text_dim: H;
-    text_encoder: the encoder for the model when it is fine-tuned, else None (states are cached);
+    text_encoder: the pretrained encoder when it runs inside the model (fine-tuned, or frozen without a
+    cache), else None (states are cached); ``runs.build_model`` gives each model a copy, so this one
+    keeps its pretrained weights;
     query_encoder: the frozen encoder that turns new queries into states (search, notebooks).
     """
 

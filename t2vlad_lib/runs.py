@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,14 @@ ARCHITECTURES: dict[str, Callable[[TrainConfig, Prepared], nn.Module]] = {
 
 def build_model(cfg: TrainConfig, data: Prepared) -> nn.Module:
     """The untrained model of ``cfg.arch`` for ``data`` (expert widths, text width; the text encoder inside
-    when it is fine-tuned). Baselines read only their keys of ``cfg.model``."""
+    when it is fine-tuned). Baselines read only their keys of ``cfg.model``.
+
+    A fine-tuned encoder is a copy of ``data.text_encoder`` (``TextEncoder.clone``): training changes the
+    model's copy, never the prepared one, so runs that share prepared data (ablations, ``train_or_load``,
+    a distillation teacher) each start from the pretrained weights and leave each other's models alone.
+    """
+    if data.text_encoder is not None:
+        data = replace(data, text_encoder=data.text_encoder.clone())
     return ARCHITECTURES[cfg.arch](cfg, data)
 
 

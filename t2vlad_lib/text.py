@@ -13,6 +13,7 @@ not there fails at once with :class:`TextModelUnavailable`, which says what to i
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import json
@@ -305,6 +306,11 @@ class TextEncoder(nn.Module):
         if isinstance(pooler, nn.Module):
             pooler.requires_grad_(False)
         self.train(self.training)
+
+    def clone(self) -> TextEncoder:
+        """An independent copy (weights, trainable flags, mode) that shares the tokenizer, which never
+        changes: each model that fine-tunes the encoder gets its own weights (``runs.build_model``)."""
+        return copy.deepcopy(self, memo={id(self._tokenizer): self._tokenizer})
 
     @property
     def hidden_size(self) -> int:

@@ -138,8 +138,9 @@ def test_config_arch_presets_and_new_keys():
     assert make_ranking_loss("infonce").temperature == 0.05
 
 
-# ETVA (2024): ALBERT as the text encoder. No ALBERT weights are available offline here; a tiny random
-# ALBERT built from an AlbertConfig proves the path (config -> TextEncoder -> T2VLAD).
+# ETVA (2024): ALBERT as the text encoder. No ALBERT weights can be had offline here, so only a tiny random
+# AlbertConfig is tested: it proves the path (config -> TextEncoder -> T2VLAD, gradients into the shared
+# layers), not ALBERT-base's retrieval quality; configs/extra/etva-msrvtt.yaml has never run here.
 
 
 @pytest.mark.slow  # importing transformers' ALBERT dominates
