@@ -109,7 +109,7 @@ class DataSection:
     experts: list[str] | None = None
     max_segments: dict[str, int] = field(default_factory=dict)
     sampling: str = "uniform"
-    caption_len: int = 24
+    caption_len: int = 32
     fast: bool | None = None
     val_holdout: int = 0
     test_protocol: str = "fixed"

@@ -37,7 +37,7 @@ def _attrs(root: Path) -> dict:
 # sha256 of the shipped sample: a change of these bytes is a new DigitClips version (digitclips.VERSION)
 SAMPLE_SHA256 = {
     "attributes.json": "3a34a688bc21d6512d588698251ee592cf999c17f8b7922a8a9b9145245073db",
-    "dataset.json": "fa774885ea00fd7cde4fb17d55d8791648280533eee07673497c25899267c867",
+    "dataset.json": "c48870a0326575c09510211bb8bf0a47890a00c8c786a0b2af72dc80493774d7",
     "features.appearance.pkl": "3e401d29ced68e14f372880dc089e69eea0882f7a7bf35a3e6409a417bf19ad9",
     "features.audio.pkl": "d06def18cec432e56e1c95ee6541171a494e429f0a3fc07802af4c8b90ac87e0",
     "features.motion.pkl": "ec406c6f9ecc2a32bb8e578c1be72d50e2b3e4d18fdb12a9e75d6459ec5c603b",
