@@ -33,8 +33,8 @@ import torch
 from .data.captions import LEXICON
 from .data.labels import TOKEN_ATTRIBUTES, token_labels
 
-__all__ = ["KINDS", "CONTENT", "content_ceiling", "nmi", "caption_words", "assignment_stats", "Assignments", "assignments",
-           "video_specialisation", "Specialisation", "specialisation"]
+__all__ = ["KINDS", "CONTENT", "content_ceiling", "nmi", "caption_words", "assignment_stats", "Assignments",
+           "assignments", "video_specialisation", "Specialisation", "specialisation"]
 
 KINDS = ("digit", "colour", "size", "motion", "scene", "sound")
 # what each DigitClips expert can sense: a token's content is its labels of these attributes
