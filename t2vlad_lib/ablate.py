@@ -34,6 +34,7 @@ __all__ = [
     "diagnose",
     "shared_data",
     "DIAGNOSIS_COLUMNS",
+    "TEST_ONLY_KEYS",
     "diagnosis_summary",
 ]
 
@@ -82,7 +83,7 @@ DIAGNOSIS: dict[str, dict[str, Any]] = {
 }
 
 # Variants that differ only at test time share the trained model of this base variant.
-_TEST_ONLY_KEYS = ("model.eval_use_global", "model.eval_use_local")
+TEST_ONLY_KEYS = ("model.eval_use_global", "model.eval_use_local")
 
 
 def sweep(key: str, values: list[Any], base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -98,7 +99,7 @@ def _config(
 
 
 def _run_name(overrides: dict[str, Any]) -> str:
-    train_keys = {k: v for k, v in sorted(overrides.items()) if k not in _TEST_ONLY_KEYS}
+    train_keys = {k: v for k, v in sorted(overrides.items()) if k not in TEST_ONLY_KEYS}
     return "base" if not train_keys else "_".join(f"{k.split('.')[-1]}-{v}" for k, v in train_keys.items())
 
 
@@ -112,7 +113,7 @@ def variant_config(
 ) -> TrainConfig:
     """The training config of a variant: test-time-only keys dropped, run directory
     ``root/<run_name or a name made of the overrides>/seed<seed>``."""
-    train_over = {k: v for k, v in overrides.items() if k not in _TEST_ONLY_KEYS}
+    train_over = {k: v for k, v in overrides.items() if k not in TEST_ONLY_KEYS}
     out = Path(root) / (run_name or _run_name(overrides)) / f"seed{seed}"
     return _config(profile, {**train_over, "out_dir": str(out)}, seed, extra)
 
@@ -149,7 +150,7 @@ def run_variant(
     from .train import ensure_trained
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
-    test_time = any(k in _TEST_ONLY_KEYS for k in overrides)
+    test_time = any(k in TEST_ONLY_KEYS for k in overrides)
     ensure_trained(cfg, data, progress, need_model=test_time)
     if not test_time:
         return read_results(cfg.run_dir())["test"]

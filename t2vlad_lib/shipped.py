@@ -50,10 +50,13 @@ def _data_version(cfg: TrainConfig) -> str:
 
 
 def fingerprint(cfg: TrainConfig | dict[str, Any]) -> str:
-    """sha256 (16 hex) of a config without its runtime-only keys, and of the DigitClips version it trains on:
-    equal fingerprints mean the same run."""
+    """sha256 (16 hex) of a config without its runtime-only keys (a distillation teacher counts by its path
+    relative to the run), and of the DigitClips version it trains on: equal fingerprints, the same run."""
     cfg = from_dict(cfg) if isinstance(cfg, dict) else cfg
     body = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
+    if cfg.distill.teacher:  # the teacher's path relative to this run, not where the runs root lies
+        teacher = os.path.relpath(cfg.distill.teacher, cfg.run_dir())
+        body["distill"] = {**body["distill"], "teacher": teacher}
     text = json.dumps({"config": body, "data_version": _data_version(cfg)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
