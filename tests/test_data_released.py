@@ -69,7 +69,7 @@ def test_jsfusion_caption_index_read():
 def test_digitclips_sample_reads_with_its_dataset_json():
     lay = get_layout(DIGITS)
     assert lay.experts == {"appearance": 64, "motion": 32, "scene": 48, "audio": 32}
-    assert lay.max_text_tokens == 24
+    assert lay.max_text_tokens == 32
     sizes = {"train": 32, "val": 16, "test": 16}
     for split, n in sizes.items():
         data = load_split(DIGITS, split, verbose=False)
