@@ -65,3 +65,12 @@ def test_notebook_structure(path):
     code = "\n".join(_src(c) for c in _cells(nb, "code"))
     assert not re.search(r"\b\w*opt\w*\.step\(", code), f"{path.name}: a training loop in a notebook"
     assert "allclose" in code or "assert" in code, f"{path.name}: no check against the library"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + [NOTEBOOKS[0].parents[1] / "README.md"],
+                         ids=[p.name for p in NOTEBOOKS] + ["README.md"])
+def test_no_pointer_to_files_outside_the_repository(path):
+    """The course states facts with the paper's section; it never sends readers to the maintainers' notes."""
+    text = path.read_text()
+    for needle in ("REFERENCE.md", "papers/", "etva_extract", "../shared"):
+        assert needle not in text, f"{path.name} points to {needle!r}, which is not in the repository"
