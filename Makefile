@@ -10,7 +10,7 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.t2vlad-installed
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install demo test test-unit test-notebooks lab lint benchmarks clean browser
+.PHONY: install demo test test-unit test-notebooks lab lint benchmarks clean browser shipped
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ lint: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Train (or reuse) every run notebook 07 trains in normal mode and pack shipped_runs/ (t2vlad_lib.course).
+shipped: $(STAMP)
+	$(BIN)/python -m t2vlad_lib.course
 
 clean:
 	rm -rf $(VENV) .pytest_cache

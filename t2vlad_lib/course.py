@@ -1,0 +1,72 @@
+"""The runs the course notebooks read in normal mode, and the one command that ships them.
+
+Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``; notebooks 06 and 08
+ask for two of the same configs (the full model and global-only training of seed 0) under other directory
+names, and a run is found by its config's fingerprint, not by its directory. :func:`run_configs` lists every
+run of notebook 07's normal mode; :func:`regenerate` (``make shipped``, ``python -m t2vlad_lib.course``)
+trains what is missing and packs ``shipped_runs/`` (``shipped.pack``): the summaries of every run (config,
+results, history) and float16 weights of the runs whose model a notebook reloads (:data:`CHECKPOINTS`).
+``tests/test_shipped.py`` checks that the shipped files still match these configs and that the shipped
+weights give their recorded metrics. Notebook 10's systems are not shipped yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .ablate import TABLE4, TABLE5, TEST_ONLY_KEYS, VARIANTS, ablate, sweep, variant_config
+from .config import TrainConfig, load_config
+
+__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS", "sweeps",
+           "run_configs", "regenerate"]
+
+PROFILE = "tutorial"
+SEEDS = (0, 1, 2)
+TABLE5_SEEDS = (0, 1, 2, 3, 4)  # Table 5's gaps are about a point: notebook 07 gives its rows five seeds
+K_VALUES = (4, 9, 16, 32)
+GHOSTS = (0, 1)
+ROOT = Path(__file__).resolve().parents[1] / "runs" / "ablations"  # notebook 07's RUNS in normal mode
+# runs whose weights a notebook reloads: the full model of seeds 0-2 (06, 07 sec. 3, the test-time rows of
+# Table 4, 08) and global-only training of seed 0 (08's Figure 4)
+CHECKPOINTS = frozenset({"base/seed0", "base/seed1", "base/seed2",
+                         "text_global_from-cls_use_local-False/seed0"})
+
+
+def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:
+    """Notebook 07's trained variants: name -> (overrides, seeds). Test-time rows reuse their base."""
+    out = {name: (VARIANTS[name], TABLE5_SEEDS if name in TABLE5 else SEEDS)
+           for name in dict.fromkeys(TABLE4 + TABLE5)}
+    base = load_config(PROFILE).model  # the profile's own K and ghost count are the full model's runs
+    out.update({name: (o, SEEDS) for name, o in sweep("model.num_clusters", list(K_VALUES)).items()
+                if o["model.num_clusters"] != base["num_clusters"]})
+    out.update({name: (o, SEEDS) for name, o in sweep("model.ghost_clusters", list(GHOSTS)).items()
+                if o["model.ghost_clusters"] != base["ghost_clusters"]})
+    return {k: v for k, v in out.items() if not any(t in v[0] for t in TEST_ONLY_KEYS)}
+
+
+def run_configs(root: str | Path = ROOT) -> dict[str, TrainConfig]:
+    """``"<run directory>/seed<n>"`` (relative to ``root``) -> config of every run of :func:`sweeps`."""
+    root = Path(root)
+    out = {}
+    for overrides, seeds in sweeps().values():
+        for seed in seeds:
+            cfg = variant_config(PROFILE, overrides, seed, root, {})
+            out[str(cfg.run_dir().relative_to(root))] = cfg
+    return out
+
+
+def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
+    """Train (or reuse) every run of :func:`run_configs` under ``root``, then pack ``shipped_runs/``."""
+    from .shipped import pack
+
+    root = Path(root)
+    for name, (overrides, seeds) in sweeps().items():
+        ablate(PROFILE, seeds=list(seeds), variants={name: overrides}, out_dir=root, progress=progress)
+    runs = {name: root / name for name in run_configs(root)}
+    return pack(runs, checkpoints=CHECKPOINTS)
+
+
+if __name__ == "__main__":
+    manifest = regenerate()
+    print(f"shipped {len(manifest['runs'])} runs "
+          f"({sum(e['checkpoint'] is not None for e in manifest['runs'].values())} with weights)")

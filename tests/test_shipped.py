@@ -1,0 +1,71 @@
+"""The shipped runs (``shipped_runs/``) match the code: every run notebook 07 trains in normal mode (and 06/08
+ask for) has a shipped entry with its config's fingerprint, the shipped float16 weights give the metrics the
+manifest records, and an empty run directory is filled from them without training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from t2vlad_lib import course, shipped
+from t2vlad_lib.config import from_dict, load_config
+
+MANIFEST = shipped.manifest()
+
+
+def test_every_course_run_is_shipped_with_the_current_config():
+    assert MANIFEST["runs"], f"{shipped.SHIPPED_DIR}/manifest.json is missing: run `make shipped`"
+    configs = course.run_configs()
+    missing = [name for name, cfg in configs.items() if shipped.find(cfg) is None]
+    assert not missing, f"no shipped run with the current config for {missing}: run `make shipped`"
+    extra = set(MANIFEST["runs"]) - set(configs)
+    assert not extra, f"shipped runs that no notebook asks for: {sorted(extra)}"
+    for name, entry in MANIFEST["runs"].items():
+        stored = json.loads((shipped.SHIPPED_DIR / name / "config.json").read_text())
+        here = shipped.fingerprint(configs[name])
+        assert entry["fingerprint"] == shipped.fingerprint(from_dict(stored)) == here, name
+        assert entry["checkpoint"] == (shipped.CHECKPOINT if name in course.CHECKPOINTS else None), name
+
+
+def test_notebook_configs_of_06_and_08_find_the_shipped_runs():
+    full = load_config("tutorial", {"out_dir": "runs/{profile}-seed{seed}"})
+    glob = load_config("tutorial", {"model.use_local": False, "model.text_global_from": "cls",
+                                    "out_dir": "runs/{profile}-globalonly-seed{seed}"})
+    assert shipped.find(full)[0] == "base/seed0"
+    assert shipped.find(glob)[0] == "text_global_from-cls_use_local-False/seed0"
+
+
+def test_shipped_folder_stays_small():
+    size = sum(p.stat().st_size for p in shipped.SHIPPED_DIR.rglob("*") if p.is_file())
+    assert size < 20e6, f"shipped_runs/ holds {size / 1e6:.1f} MB (keep it under 20 MB)"
+
+
+def test_an_empty_run_directory_is_filled_from_the_shipped_run(tmp_path, capsys, monkeypatch):
+    from t2vlad_lib.runs import is_finished
+    from t2vlad_lib.train import ensure_trained
+
+    monkeypatch.delenv("T2VLAD_RETRAIN", raising=False)
+    cfg = load_config("tutorial", {"out_dir": str(tmp_path / "{profile}-seed{seed}")})
+    ensure_trained(cfg, need_model=True)  # no data is prepared: nothing is trained
+    assert "loaded the shipped run of" in capsys.readouterr().out
+    assert is_finished(cfg.run_dir(), cfg) and (cfg.run_dir() / "best.pt").exists()
+    results = json.loads((cfg.run_dir() / "results.json").read_text())
+    assert results["test"] == MANIFEST["runs"]["base/seed0"]["test"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(course.CHECKPOINTS))
+def test_shipped_weights_give_the_recorded_metrics(name):
+    """Re-evaluate the float16 weights on the test split (generates the full DigitClips once if needed)."""
+    from t2vlad_lib.evaluate import evaluate
+    from t2vlad_lib.runs import load_run
+
+    entry = MANIFEST["runs"][name]
+    run = load_run(Path(shipped.SHIPPED_DIR) / name / shipped.CHECKPOINT)
+    run.model.float()
+    metrics = evaluate(run.model, run.data.test, run.cfg.eval_batch_size)
+    for key, value in entry["checkpoint_test"].items():
+        assert metrics[key] == pytest.approx(value, abs=0.11), (name, key)
+    assert metrics["t2v_R1"] == pytest.approx(entry["test"]["t2v_R1"], abs=0.11), "float16 changed R@1"
