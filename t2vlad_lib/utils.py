@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir", "time_in_turns"]
+__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir"]
 
 
 def is_fast() -> bool:
@@ -54,18 +52,6 @@ def cache_dir() -> str:
     path = os.environ.get("T2VLAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "t2vlad")
     os.makedirs(path, exist_ok=True)
     return path
-
-
-def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = 5) -> dict[str, float]:
-    """Median seconds of each call: the calls take turns, round after round, so a change of machine load
-    affects all of them alike (timing one after another does not)."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def set_plot_style(dpi: int = 80) -> None:
