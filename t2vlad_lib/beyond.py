@@ -8,22 +8,28 @@ Every system is the trainer's profile plus config overrides (:data:`SYSTEMS`), t
 very runs of Table 4. Two steps come on top of a trained T2VLAD of the same seed:
 
 * ``rerank``: a CLIP2TV-style matching head (:func:`matching.train_matching`) re-ranks the dual encoder's
-  test top-k; its checkpoint ``matching-k<k>.pt`` and ``matching-k<k>.json`` (losses, metrics, costs: what
-  the table reads) sit beside that run's ``best.pt``.
+  test top-k, fused with the dual score (k and the fusion weight chosen on validation); its checkpoint
+  ``matching-<recipe>.pt`` and ``matching-<recipe>.json`` (learning curve, choices, metrics, costs: what the
+  table reads) sit beside that run's ``best.pt``.
 * ``teacher``: similarity distillation (:mod:`distill`) from the frozen ``best.pt`` of the named system
   (same seed), e.g. T2VLAD trained on the same noisy captions.
 
-Columns: test metrics both ways, trainable parameters (the frozen text encoder is shared by all and not
-counted), training seconds (the system's own run; a distilled student does not count its teacher's), and
-seconds per query: encode the query and score it against a pre-encoded gallery (:func:`query_seconds`, all
-models in turns), plus, for the re-rank, the k head passes of :class:`matching.MatchingResult` (timed when the
-head was trained).
+Columns: test metrics both ways, trainable parameters (a frozen text encoder is shared by all and not
+counted; a fine-tuned one is), training seconds (the system's own run; a distilled student does not count its
+teacher's), and seconds per query: encode the query and score it against a pre-encoded gallery
+(:func:`query_seconds`, the first seed's model of every system, all in turns), plus, for the re-rank, the k
+head passes of :class:`matching.MatchingResult` (timed in turns with the dual encoder when the head was
+trained). Query times and parameter counts are stored in the first seed's run directory (``query.json``) and
+re-used: a table shows one measurement (delete the files to measure again), and a run loaded from its
+shipped summary (no weights) keeps the stored values.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +38,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .ablate import VARIANTS, run_variant, shared_data, variant_config
+from .ablate import VARIANTS, shared_data, variant_config
 from .checkpoint import atomic_write_text
+from .config import load_config
+from .matching import RECIPE, MatchingRecipe
 
-__all__ = ["System", "SYSTEMS", "NOISE", "compare", "query_seconds", "trainable_parameters"]
+__all__ = ["System", "SYSTEMS", "NOISE", "FINETUNE", "FINETUNED", "finetune_overrides", "system_config",
+           "compare", "query_seconds", "trainable_parameters"]
 
 NOISE = 0.2  # the fraction of training captions swapped with another video's for the noisy rows
 
@@ -50,6 +59,20 @@ class System:
     teacher: str | None = None
 
 
+def finetune_overrides(profile: str = "tutorial-finetune", frozen: str = "tutorial") -> dict[str, Any]:
+    """The ``text.*`` keys in which ``profile`` (MiniLM fine-tuned) differs from ``frozen``: applied to any
+    system, they fine-tune its text encoder and change nothing else."""
+    a, b = load_config(frozen).to_dict(), load_config(profile).to_dict()
+    rest = [k for k in b if k not in ("text", "profile") and a.get(k) != b[k]]
+    if rest:
+        raise ValueError(f"finetune_overrides: {profile}, {frozen} differ outside the text section: {rest}")
+    return {f"text.{k}": v for k, v in b["text"].items() if a["text"].get(k) != v}
+
+
+FINETUNE = finetune_overrides()
+# the systems that fine-tune MiniLM: about 11x the training time of their frozen versions on a CPU, so the
+# course trains them for fewer seeds (course.FINETUNE_SEEDS) and notebook 10's main table leaves them out
+FINETUNED = ("T2VLAD, MiniLM fine-tuned", "CE-style (global only), MiniLM fine-tuned")
 _NOISY = {"data.caption_noise": NOISE}
 SYSTEMS: dict[str, System] = {
     "mean pooling (InfoNCE)": System({"arch": "meanpool", "loss.name": "infonce"}),
@@ -58,6 +81,10 @@ SYSTEMS: dict[str, System] = {
     "MMT-style": System({"arch": "mmt"}),
     "T2VLAD": System({}),
     "T2VLAD + matching re-rank": System({}, rerank=True),
+    "T2VLAD, MiniLM fine-tuned": System(FINETUNE),
+    "CE-style (global only), MiniLM fine-tuned": System(
+        {**VARIANTS["global-only training ([CLS])"], **FINETUNE}
+    ),
     "T2VLAD + distillation": System({"distill.weight": 1.0}, teacher="T2VLAD"),
     f"T2VLAD, {NOISE:.0%} noisy captions": System(_NOISY),
     f"T2VLAD + distillation, {NOISE:.0%} noisy": System(
@@ -105,33 +132,34 @@ def _run_name(name: str) -> str:
     return "sys-" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
-def _measure(cfg, data, metrics: dict[str, float]) -> tuple[dict[str, Any], nn.Module]:
-    """Metrics + parameters and training seconds (``results.json``) of a trained run, and its model."""
-    from .runs import load_run
+def system_config(
+    name: str, seed: int, profile: str | Path = "tutorial", root: str | Path = "runs/ablations",
+    extra: dict[str, Any] | None = None,
+):
+    """The training config of system ``name`` and ``seed`` under ``root`` (its run directory: the ablations'
+    name for its overrides, or, for a distilled student, a name made of the system's)."""
+    system = SYSTEMS[name]
+    if system.teacher is None:
+        return variant_config(profile, system.overrides, seed, Path(root), extra)
+    teacher = system_config(system.teacher, seed, profile, root, extra)
+    # a path in a directory name would nest directories: a distilled run is named after its system
+    over = {**system.overrides, "distill.teacher": str(teacher.run_dir() / "best.pt")}
+    return variant_config(profile, over, seed, Path(root), extra, _run_name(name))
 
-    run = load_run(cfg.run_dir(), data=data, cfg=cfg)
-    row = {**metrics, "params": trainable_parameters(run.model), "train_seconds": run.results["seconds"]}
-    return row, run.model
+
+QUERY_FILE = "query.json"  # params and seconds per query of a system's first-seed run
 
 
-def _rerank(cfg, data, row: dict[str, Any], k: int) -> dict[str, Any]:
-    """Train (or load) a matching head on ``cfg``'s best.pt; ``row`` with t2v re-ranked (v2t stays the
-    dual encoder's), the head's parameters and training seconds added, and ``rerank_seconds``: its k head
-    passes per query, timed when the head was trained."""
-    from .matching import train_matching
+def _ready(cfg, need_model: Callable[[], bool]) -> bool:
+    """True when ``cfg``'s run needs no training: finished, or a shipped summary when ``need_model()`` is
+    False, asked after an empty directory got its shipped run (as ``train.ensure_trained`` does)."""
+    from . import shipped
+    from .runs import run_state
 
-    best = cfg.run_dir() / "best.pt"
-    path = best.with_name(f"matching-k{k}.json")  # written by train_matching beside its checkpoint
-    if not path.exists():
-        train_matching(cfg, best, k=k, data=data, out=path.with_suffix(".pt"))
-    summary = json.loads(path.read_text())
-    return {
-        **row,
-        **summary["reranked"],
-        "params": row["params"] + summary["head_params"],
-        "train_seconds": row["train_seconds"] + summary["train_seconds"],
-        "rerank_seconds": summary["rerank_seconds_per_query"],
-    }
+    state = run_state(cfg.run_dir(), cfg)
+    if state == "empty" and shipped.install(cfg):
+        state = run_state(cfg.run_dir(), cfg)
+    return state == "finished" or (state == "summary" and not need_model())
 
 
 def compare(
@@ -140,58 +168,112 @@ def compare(
     systems: list[str] | None = None,
     out_dir: str | Path = "runs/ablations",
     extra: dict[str, Any] | None = None,
-    k: int = 10,
+    recipe: MatchingRecipe = RECIPE,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train (cached) and measure ``systems`` (names of :data:`SYSTEMS`, default all) x ``seeds``; write
     ``systems.csv`` in ``out_dir`` and return the long table (one row per system and seed: system, seed,
-    t2v_R1 ... v2t_MeanR, params, train_seconds, query_seconds). Query times are measured at the end, all
-    models taking turns (:func:`query_seconds`); a re-rank row adds its head's cost to its dual encoder's.
+    t2v_R1 ... v2t_MeanR, params, train_seconds, query_seconds; re-rank rows also rerank_k, rerank_weight).
 
-    ``out_dir`` is the ablations' run root by default, so runs both need are trained once.
+    ``out_dir`` is the ablations' run root by default, so runs both need are trained once. A run is trained
+    only when neither a finished run nor its shipped summary is there; its model is loaded only to measure
+    query times (module docstring).
     """
+    from .runs import load_run, read_results
+    from .train import ensure_trained
 
     names = list(SYSTEMS) if systems is None else list(systems)
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
         raise ValueError(f"unknown system(s) {unknown}; valid: {list(SYSTEMS)}")
+    if not seeds:
+        raise ValueError("compare: no seeds")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {}  # data per data section (and seed, with caption noise): ablate.shared_data
+    first = seeds[0]
 
-    def overrides(name: str, seed: int) -> tuple[dict[str, Any], str | None]:
-        system = SYSTEMS[name]
-        if system.teacher is None:
-            return dict(system.overrides), None
-        t_over, t_name = overrides(system.teacher, seed)
-        teacher = variant_config(profile, t_over, seed, root, extra, t_name)
-        # a path in a directory name would nest directories: a distilled run is named after its system
-        return {**system.overrides, "distill.teacher": str(teacher.run_dir() / "best.pt")}, _run_name(name)
+    def config(name: str, seed: int):
+        return system_config(name, seed, profile, root, extra)
 
-    def run(name: str, seed: int):
-        over, run_name = overrides(name, seed)
-        cfg = variant_config(profile, over, seed, root, extra, run_name)
-        data = shared_data(prepared, cfg)
-        metrics = run_variant(profile, over, seed, root, extra, progress, data, run_name)
-        return cfg, data, metrics
+    def needs_model(name: str, seed: int, cfg) -> bool:
+        if seed == first and not (cfg.run_dir() / QUERY_FILE).exists():
+            return True  # its query time and size are measured on its model
+        rerank_json = cfg.run_dir() / f"matching-{recipe.tag}.json"
+        return SYSTEMS[name].rerank and not rerank_json.exists()  # the head trains on the dual model
 
-    rows, models = [], {}
-    for seed in seeds:
-        for name in names:
+    def ensure(name: str, seed: int, need_model: bool):
+        cfg = config(name, seed)
+        if not _ready(cfg, lambda: need_model or needs_model(name, seed, cfg)):
             teacher = SYSTEMS[name].teacher
             if teacher is not None:
-                run(teacher, seed)  # the teacher's run first (cached when already trained)
-            cfg, data, metrics = run(name, seed)
-            row, model = _measure(cfg, data, metrics)
-            models[(name, seed)] = (model, data.test)
+                ensure(teacher, seed, need_model=True)  # the student trains on the teacher's best.pt
+            ensure_trained(cfg, shared_data(prepared, cfg, progress), progress, need_model=True)
+        return cfg
+
+    cfgs = {(name, seed): ensure(name, seed, False) for seed in seeds for name in names}
+
+    # query times and sizes: measured for the systems whose first-seed run has none stored (query.json), in
+    # turns with the first-seed model of every other system that has one; stored values are kept
+    firsts = {name: cfgs[(name, first)] for name in names}
+    missing = [n for n, c in firsts.items() if not (c.run_dir() / QUERY_FILE).exists()]
+    if missing:
+        lost = [str(firsts[n].run_dir()) for n in missing if not (firsts[n].run_dir() / "best.pt").exists()]
+        if lost:
+            raise RuntimeError(f"compare: no stored query time ({QUERY_FILE}) and no best.pt to measure "
+                               f"it: {lost}")
+        models = {}
+        for name, cfg in ((n, c) for n, c in firsts.items() if (c.run_dir() / "best.pt").exists()):
+            run = load_run(cfg.run_dir(), data=shared_data(prepared, cfg), cfg=cfg, verbose=False)
+            models[name] = (run.model, run.data.test)
+        seconds = query_seconds(models, next(iter(firsts.values())).eval_batch_size)
+        when = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(),
+                "load_average": round(os.getloadavg()[0], 2)}
+        for name, cfg in ((n, firsts[n]) for n in missing):
+            info = {"params": trainable_parameters(models[name][0]), "query_seconds": seconds[name], **when}
+            atomic_write_text(cfg.run_dir() / QUERY_FILE, json.dumps(info, indent=2))
+    stored = {name: json.loads((cfg.run_dir() / QUERY_FILE).read_text()) for name, cfg in firsts.items()}
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            cfg = cfgs[(name, seed)]
+            results = read_results(cfg.run_dir())
+            row = {"system": name, "seed": seed, **results["test"], "params": stored[name]["params"],
+                   "train_seconds": results["seconds"], "query_seconds": stored[name]["query_seconds"]}
             if SYSTEMS[name].rerank:
-                row = _rerank(cfg, data, row, k)
-            rows.append({"system": name, "seed": seed, **row})
+                row = _rerank(cfg, row, recipe, shared_data(prepared, cfg) if not (
+                    cfg.run_dir() / f"matching-{recipe.tag}.json").exists() else None)
+            rows.append(row)
             if progress:
-                print(f"{name:36s} seed {seed}: t2v R1 {row['t2v_R1']:.1f}  v2t R1 {row['v2t_R1']:.1f}")
-    times = query_seconds(models, cfg.eval_batch_size)
-    for row in rows:
-        row["query_seconds"] = times[(row["system"], row["seed"])] + row.pop("rerank_seconds", 0.0)
+                print(f"{name:42s} seed {seed}: t2v R1 {row['t2v_R1']:.1f}  v2t R1 {row['v2t_R1']:.1f}")
     table = pd.DataFrame(rows)
     atomic_write_text(root / "systems.csv", table.to_csv(index=False))
     return table
+
+
+def _machine() -> str:
+    from .shipped import machine
+
+    return machine()
+
+
+def _rerank(cfg, row: dict[str, Any], recipe: MatchingRecipe, data) -> dict[str, Any]:
+    """``row`` with t2v re-ranked by a matching head (trained on ``cfg``'s best.pt when its summary is
+    missing; v2t stays the dual encoder's), the head's parameters and training seconds added, its k head
+    passes per query added to the query time, and the validation-chosen k and fusion weight."""
+    from .matching import train_matching
+
+    path = cfg.run_dir() / f"matching-{recipe.tag}.json"
+    if not path.exists():
+        train_matching(cfg, cfg.run_dir() / "best.pt", recipe, data=data, out=path.with_suffix(".pt"))
+    summary = json.loads(path.read_text())
+    return {
+        **row,
+        **summary["reranked"],
+        "params": row["params"] + summary["head_params"],
+        "train_seconds": row["train_seconds"] + summary["train_seconds"],
+        "query_seconds": row["query_seconds"] + summary["rerank_seconds_per_query"],
+        "rerank_k": summary["k"],
+        "rerank_weight": summary["weight"],
+    }

@@ -1,13 +1,14 @@
 """The runs the course notebooks read in normal mode, and the one command that ships them.
 
-Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``; notebooks 06 and 08
-ask for two of the same configs (the full model and global-only training of seed 0) under other directory
-names, and a run is found by its config's fingerprint, not by its directory. :func:`run_configs` lists every
-run of notebook 07's normal mode; :func:`regenerate` (``make shipped``, ``python -m t2vlad_lib.course``)
-trains what is missing and packs ``shipped_runs/`` (``shipped.pack``): the summaries of every run (config,
-results, history) and float16 weights of the runs whose model a notebook reloads (:data:`CHECKPOINTS`).
-``tests/test_shipped.py`` checks that the shipped files still match these configs and that the shipped
-weights give their recorded metrics. Notebook 10's systems are not shipped yet.
+Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``, notebook 10 its systems
+(``beyond.compare``) in the same root; notebooks 06 and 08 ask for two of the same configs (the full model and
+global-only training of seed 0) under other directory names, and a run is found by its config's fingerprint,
+not by its directory. :func:`run_configs` lists every run of notebooks 07 and 10 in normal mode;
+:func:`regenerate` (``make shipped``, ``python -m t2vlad_lib.course``) trains what is missing and packs
+``shipped_runs/`` (``shipped.pack``): the summaries of every run (config, results, history, and notebook 10's
+query times and re-ranker summaries) and float16 weights of the runs whose model a notebook reloads
+(:data:`CHECKPOINTS`). ``tests/test_shipped.py`` checks that the shipped files still match these configs and
+that the shipped weights give their recorded metrics.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from pathlib import Path
 from .ablate import TABLE4, TABLE5, TEST_ONLY_KEYS, VARIANTS, ablate, sweep, variant_config
 from .config import TrainConfig, load_config
 
-__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS", "sweeps",
-           "run_configs", "regenerate"]
+__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "FINETUNE_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS",
+           "sweeps", "run_configs", "regenerate"]
 
 PROFILE = "tutorial"
 SEEDS = (0, 1, 2)
 TABLE5_SEEDS = (0, 1, 2, 3, 4)  # Table 5's gaps are about a point: notebook 07 gives its rows five seeds
+# notebook 11's fine-tuned MiniLM rows (beyond.FINETUNED): a run takes about 40 min at one thread here
+FINETUNE_SEEDS = (0,)
 K_VALUES = (4, 9, 16, 32)
 GHOSTS = (0, 1)
 ROOT = Path(__file__).resolve().parents[1] / "runs" / "ablations"  # notebook 07's RUNS in normal mode
@@ -45,23 +48,34 @@ def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:
 
 
 def run_configs(root: str | Path = ROOT) -> dict[str, TrainConfig]:
-    """``"<run directory>/seed<n>"`` (relative to ``root``) -> config of every run of :func:`sweeps`."""
+    """``"<run directory>/seed<n>"`` (relative to ``root``) -> config of every run of :func:`sweeps` and of
+    notebooks 10 and 11's systems (``beyond.SYSTEMS``: seeds :data:`SEEDS`, the fine-tuned ones
+    :data:`FINETUNE_SEEDS`)."""
+    from .beyond import FINETUNED, SYSTEMS, system_config
+
     root = Path(root)
-    out = {}
-    for overrides, seeds in sweeps().values():
-        for seed in seeds:
-            cfg = variant_config(PROFILE, overrides, seed, root, {})
-            out[str(cfg.run_dir().relative_to(root))] = cfg
-    return out
+    cfgs = [variant_config(PROFILE, overrides, seed, root, {})
+            for overrides, seeds in sweeps().values() for seed in seeds]
+    cfgs += [system_config(name, seed, PROFILE, root) for name in SYSTEMS
+             for seed in (FINETUNE_SEEDS if name in FINETUNED else SEEDS)]
+    return {str(cfg.run_dir().relative_to(root)): cfg for cfg in cfgs}
 
 
 def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
-    """Train (or reuse) every run of :func:`run_configs` under ``root``, then pack ``shipped_runs/``."""
+    """Train (or reuse) every run of :func:`run_configs` under ``root`` (with notebook 10's query times and
+    re-rankers), then pack ``shipped_runs/``."""
+    from .beyond import FINETUNED, SYSTEMS, compare
     from .shipped import pack
 
     root = Path(root)
     for name, (overrides, seeds) in sweeps().items():
         ablate(PROFILE, seeds=list(seeds), variants={name: overrides}, out_dir=root, progress=progress)
+    # notebook 10's table (its systems' query times measured in one set of turns, query.json), then notebook
+    # 11's fine-tuned rows (theirs measured in turns with the others, which keep their stored times)
+    compare(PROFILE, seeds=list(SEEDS), systems=[n for n in SYSTEMS if n not in FINETUNED], out_dir=root,
+            progress=progress)
+    compare(PROFILE, seeds=list(FINETUNE_SEEDS), systems=["T2VLAD", "CE-style (global only)", *FINETUNED],
+            out_dir=root, progress=progress)
     runs = {name: root / name for name in run_configs(root)}
     return pack(runs, checkpoints=CHECKPOINTS)
 

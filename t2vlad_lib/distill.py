@@ -93,7 +93,9 @@ class SimilarityTeacher(nn.Module):
             return self.dual(text, video)
         from .matching import all_pair_logits, text_side, video_side
 
-        return all_pair_logits(self.head, *text_side(self.dual, text), *video_side(self.dual, video))
+        dual = self.dual(text, video) if getattr(self.head, "residual", False) else None
+        tokens = (*text_side(self.dual, text), *video_side(self.dual, video))
+        return all_pair_logits(self.head, *tokens, dual=dual)
 
 
 def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> SimilarityTeacher:

@@ -1,26 +1,29 @@
 """A cross-encoder matching head that re-ranks the dual encoder's top-k (CLIP2TV's "video-text matching",
-Gao et al. 2021, arXiv 2111.05610; the ALBEF/ViLT recipe of a match token and hard negatives).
+Gao et al. 2021, arXiv 2111.05610; the ALBEF/BLIP recipe of a match token and similarity-sampled negatives).
 
 Vocabulary: P (text, video) pairs, L text tokens, M video tokens, D common width, N_q queries (texts),
-N_g gallery videos, k re-ranked candidates per query.
+N_g gallery videos, k re-ranked candidates per query, s a pair's dual similarity.
 
     [MATCH] + type_0,  text tokens (L, D) + type_1,  video tokens (M, D) + type_2
-        --> pre-LN transformer (masked) --> Linear(D -> 1) on [MATCH] = match logit
+        --> pre-LN transformer (masked) --> Linear(D -> 1) on [MATCH] (+ a * s: a residual head) = logit
 
 The tokens are the frozen dual encoder's own: T2VLAD's projected text tokens and its contextual video
-tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training: binary cross-entropy with every
-in-batch positive pair (label 1) and, per text and per video, its hardest in-batch negatives by the dual
-similarity (label 0). Inference: the dual encoder ranks the whole gallery, the head scores only the top-k
-of each query and reorders them; items beyond k keep the dual order. Cost per query: k head passes.
-Deviation from CLIP2TV: the head is trained after the dual encoder (frozen), not jointly end to end.
+tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`train_matching`, a
+:class:`MatchingRecipe`): binary cross-entropy, label 1 on each positive pair and 0 on its negatives, drawn
+per text and per video in proportion to softmax(s / t) over the batch or the whole training gallery, plus
+uniform ones (or the hardest in the batch: the first recipe). Inference (``rerank.py``): the dual encoder
+ranks the whole gallery, the head scores only the top-k of each query, and the top-k are reordered by a fusion
+of the two scores whose weight, like k, is chosen on the validation split; items beyond k keep the dual
+order. Cost per query: k head passes. Deviation from CLIP2TV: the head is trained after the dual encoder
+(frozen), not jointly end to end.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,12 @@ __all__ = [
     "pair_logits",
     "all_pair_logits",
     "mine_hard_negatives",
+    "sample_negatives",
+    "draw_negatives",
     "matching_loss",
-    "rerank",
+    "MatchingRecipe",
+    "FIRST_RECIPE",
+    "RECIPE",
     "train_matching",
     "MatchingResult",
 ]
@@ -47,12 +54,21 @@ __all__ = [
 class MatchingHead(nn.Module):
     """Small transformer over [MATCH] + text tokens + video tokens with type embeddings -> one logit.
 
-    Args: dim: D. heads, layers, dropout: the transformer (FFN width 2D).
+    Args: dim: D. heads, layers, dropout: the transformer (FFN width 2D). residual: the logit is
+    ``a * s + out([MATCH])`` with s the pair's dual similarity and a learned scale a, initially
+    ``dual_scale`` (the sharpness of the negative sampling, 1 / 0.05): the head starts from what the dual
+    encoder knows and its transformer learns the correction (``forward(dual=...)``).
     """
 
-    def __init__(self, dim: int, heads: int = 4, layers: int = 2, dropout: float = 0.1):
+    def __init__(
+        self, dim: int, heads: int = 4, layers: int = 2, dropout: float = 0.1, residual: bool = False,
+        dual_scale: float = 20.0,
+    ):
         super().__init__()
-        self.config = {"dim": dim, "heads": heads, "layers": layers, "dropout": dropout}
+        self.config = {"dim": dim, "heads": heads, "layers": layers, "dropout": dropout, "residual": residual}
+        self.residual = residual
+        if residual:
+            self.dual_scale = nn.Parameter(torch.tensor(float(dual_scale)))
         self.match_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.type_emb = nn.Embedding(3, dim)  # 0 [MATCH], 1 text, 2 video
         self.norm_in = nn.LayerNorm(dim)
@@ -64,10 +80,15 @@ class MatchingHead(nn.Module):
         )
         self.out = nn.Linear(dim, 1)
 
-    def forward(self, text: Tensor, text_mask: Tensor, video: Tensor, video_mask: Tensor) -> Tensor:
-        """text (P, L, D), text_mask (P, L) bool, video (P, M, D), video_mask (P, M) bool -> (P,) logits.
+    def forward(
+        self, text: Tensor, text_mask: Tensor, video: Tensor, video_mask: Tensor, dual: Tensor | None = None
+    ) -> Tensor:
+        """text (P, L, D), text_mask (P, L) bool, video (P, M, D), video_mask (P, M) bool -> (P,) logits;
+        dual (P,): the pairs' dual similarities, required by a residual head and ignored by the others.
 
         Masked tokens change nothing (key-padding mask); each pair needs >= 1 real token per side."""
+        if self.residual and (dual is None or dual.shape != text.shape[:1]):
+            raise ValueError("MatchingHead(residual=True): give dual=(P,) dual similarities of the pairs")
         if (
             text.shape[0] != video.shape[0]
             or text.shape[:2] != text_mask.shape
@@ -88,7 +109,8 @@ class MatchingHead(nn.Module):
             1,
         )  # (P, 1 + L + M, D)
         mask = torch.cat([text_mask.new_ones(p, 1), text_mask.bool(), video_mask.bool()], 1)
-        return self.out(self.encoder(x, src_key_padding_mask=~mask)[:, 0]).squeeze(-1)
+        logit = self.out(self.encoder(x, src_key_padding_mask=~mask)[:, 0]).squeeze(-1)
+        return logit + self.dual_scale * dual if self.residual else logit
 
 
 def text_side(dual: nn.Module, text: TextBatch) -> tuple[Tensor, Tensor]:
@@ -113,14 +135,17 @@ def pair_logits(
     ti: Tensor,
     vi: Tensor,
     chunk: int = 1024,
+    dual: Tensor | None = None,
 ) -> Tensor:
-    """Logits of the pairs (text ti[p], video vi[p]): tokens (N_t, L, D), (N_v, M, D); ti, vi (P,) -> (P,)."""
+    """Logits of the pairs (text ti[p], video vi[p]): tokens (N_t, L, D), (N_v, M, D); ti, vi (P,) -> (P,).
+    dual: (P,) the pairs' dual similarities (a residual head needs them)."""
     out = [
         head(
             text[ti[s : s + chunk]],
             text_mask[ti[s : s + chunk]],
             video[vi[s : s + chunk]],
             video_mask[vi[s : s + chunk]],
+            None if dual is None else dual[s : s + chunk],
         )
         for s in range(0, len(ti), chunk)
     ]
@@ -128,13 +153,16 @@ def pair_logits(
 
 
 def all_pair_logits(
-    head: MatchingHead, text: Tensor, text_mask: Tensor, video: Tensor, video_mask: Tensor
+    head: MatchingHead, text: Tensor, text_mask: Tensor, video: Tensor, video_mask: Tensor,
+    dual: Tensor | None = None,
 ) -> Tensor:
-    """Every (text, video) pair: (B_t, L, D), (B_v, M, D) -> (B_t, B_v) logits (B_t * B_v head passes)."""
+    """Every (text, video) pair: (B_t, L, D), (B_v, M, D) -> (B_t, B_v) logits (B_t * B_v head passes);
+    dual: (B_t, B_v) dual similarities (a residual head needs them)."""
     bt, bv = text.shape[0], video.shape[0]
     ti = torch.arange(bt, device=text.device).repeat_interleave(bv)
     vi = torch.arange(bv, device=text.device).repeat(bt)
-    return pair_logits(head, text, text_mask, video, video_mask, ti, vi).view(bt, bv)
+    flat = None if dual is None else dual.reshape(-1)
+    return pair_logits(head, text, text_mask, video, video_mask, ti, vi, dual=flat).view(bt, bv)
 
 
 def mine_hard_negatives(sims: Tensor, positives: Tensor, n: int = 1) -> Tensor:
@@ -155,51 +183,146 @@ def matching_loss(pos_logits: Tensor, neg_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def rerank(dual_sims: Tensor, score_fn: Callable[[Tensor, Tensor], Tensor], k: int) -> tuple[Tensor, Tensor]:
-    """Re-rank each query's top-k by the matching head.
+def sample_negatives(
+    weights: Tensor, positives: Tensor, n: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """n distinct non-positive columns of each row, drawn with probability proportional to ``weights``.
 
     Args:
-        dual_sims: (N_q, N_g) dual-encoder similarities.
-        score_fn: (query ids (P,), gallery ids (P,)) -> (P,) match logits, called once on N_q * k pairs.
-        k: candidates per query (clipped to N_g).
-    Returns:
-        scores (N_q, N_g): the dual scores, except the top-k, which are lifted above every other item of
-        their row and ordered by match logit (ties: dual order) - feed to ``evaluate.retrieval_metrics``;
-        order (N_q, N_g) long: the new ranking. Only the top-k are permuted among themselves.
+        weights: (B_t, B_v) >= 0, e.g. a softmax of the dual similarities (ALBEF), or ones (uniform).
+        positives: (B_t,) the column of each row's positive, or a (B_t, B_v) bool mask of them (a video has
+            several captions); positives are never drawn.
+        n: draws per row, without replacement (the first is exactly proportional to the weights, the next
+            proportional among the columns not drawn yet).
+    Returns: (B_t, n) column indices.
     """
-    n_q, n_g = dual_sims.shape
-    k = max(1, min(k, n_g))
-    order = dual_sims.argsort(dim=1, descending=True, stable=True)  # (N_q, N_g)
-    top = order[:, :k]
-    logits = score_fn(torch.arange(n_q).repeat_interleave(k), top.flatten()).view(n_q, k).to(dual_sims)
-    perm = logits.argsort(dim=1, descending=True, stable=True)  # ties keep the dual order
-    new_top = top.gather(1, perm)
-    scores = dual_sims.clone()
-    lift = dual_sims.max(1, keepdim=True).values + 1.0 + torch.arange(k - 1, -1, -1).to(dual_sims)
-    scores.scatter_(1, new_top, lift)  # rank r of the top-k gets row max + 1 + (k - 1 - r)
-    return scores, torch.cat([new_top, order[:, k:]], 1)
+    mask = positives.dtype == torch.bool
+    shape_ok = positives.shape == (weights.shape if mask else weights.shape[:1])
+    if weights.ndim != 2 or not shape_ok or not 1 <= n < weights.shape[1]:
+        raise ValueError(
+            f"sample_negatives: weights {tuple(weights.shape)}, positives {tuple(positives.shape)}, n={n}: "
+            "expected (B_t, B_v), (B_t,) indices or a (B_t, B_v) mask, and 1 <= n < B_v"
+        )
+    w = weights.detach().float().clone()
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_negatives: weights must be finite and >= 0")
+    if mask:
+        w[positives] = 0.0
+    else:
+        w.scatter_(1, positives.view(-1, 1), 0.0)
+    short = ((w > 0).sum(1) < n).nonzero().flatten()
+    if len(short):
+        raise ValueError(
+            f"sample_negatives: row {int(short[0])} has fewer than n={n} negatives of weight > 0"
+        )
+    return torch.multinomial(w, n, replacement=False, generator=generator)
+
+
+@dataclass(frozen=True)
+class MatchingRecipe:
+    """How the head is trained.
+
+    negatives: "sampled" draws, per text and per video of a batch, ``n_sampled`` negatives with probability
+    proportional to softmax(s / temperature) of the frozen dual similarities (ALBEF / BLIP) plus ``n_random``
+    uniform ones; "hardest" takes the ``n_sampled`` most similar (the first recipe of notebook 10, kept for
+    the comparison). pool: where negatives come from: "batch" (the other pairs of the batch, as ALBEF) or
+    "gallery" (every training video for a caption, every training caption for a video: the frozen dual
+    encoder scores the whole training split once, so a caption meets the near misses it will meet in a
+    test top-k of 1,000 videos, not only those among 63 others). AdamW at ``lr`` for ``epochs`` epochs,
+    cosine-decayed to zero; head of ``layers`` x ``heads``; residual: the head's logit adds a learned multiple
+    of the pair's dual similarity (:class:`MatchingHead`)."""
+
+    negatives: str = "sampled"
+    pool: str = "gallery"
+    n_sampled: int = 1
+    n_random: int = 1
+    temperature: float = 0.05
+    epochs: int = 20
+    lr: float = 5e-4
+    layers: int = 2
+    heads: int = 4
+    residual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.negatives not in ("sampled", "hardest"):
+            raise ValueError(
+                f"MatchingRecipe: negatives must be 'sampled' or 'hardest', got {self.negatives!r}"
+            )
+        if self.n_sampled < 0 or self.n_random < 0 or self.n_sampled + self.n_random < 1:
+            raise ValueError("MatchingRecipe: n_sampled, n_random >= 0 and at least one negative per side")
+        if self.negatives == "hardest" and (self.n_sampled < 1 or self.n_random):
+            raise ValueError("MatchingRecipe: 'hardest' takes n_sampled >= 1 and no random negatives")
+        if self.pool not in ("batch", "gallery"):
+            raise ValueError(f"MatchingRecipe: pool must be 'batch' or 'gallery', got {self.pool!r}")
+        if self.temperature <= 0 or self.epochs < 1 or self.lr <= 0:
+            raise ValueError("MatchingRecipe: temperature, lr > 0 and epochs >= 1")
+
+    @property
+    def tag(self) -> str:
+        """A file-name tag naming every field: ``matching-<tag>.json`` beside the dual run's best.pt."""
+        neg = (f"hardest{self.n_sampled}" if self.negatives == "hardest"
+               else f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
+        res = "-residual" if self.residual else ""
+        return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{res}"
+
+
+# the recipe of notebook 10's first re-ranker (DigitClips v2): hardest in-batch negatives, 5 epochs
+FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
+RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 10's table (notebook 11)
+FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid of w searched on validation
+KS = (5, 10, 20)
+
+
+def draw_negatives(
+    sims: Tensor, positives: Tensor, recipe: MatchingRecipe, generator: torch.Generator | None = None
+) -> Tensor:
+    """The recipe's negatives of each row: (B_t, B_v) dual similarities and the positives ((B_t,) columns, or
+    a (B_t, B_v) mask) -> (B_t, n_sampled + n_random) columns."""
+    if recipe.negatives == "hardest":
+        if positives.dtype == torch.bool:
+            masked = sims.detach().masked_fill(positives, float("-inf"))
+            return masked.topk(recipe.n_sampled, dim=1).indices
+        return mine_hard_negatives(sims, positives, recipe.n_sampled)
+    parts = []
+    if recipe.n_sampled:
+        probs = torch.softmax(sims.detach().float() / recipe.temperature, dim=1)
+        parts.append(sample_negatives(probs, positives, recipe.n_sampled, generator))
+    if recipe.n_random:
+        parts.append(sample_negatives(torch.ones_like(sims, dtype=torch.float), positives, recipe.n_random,
+                                      generator))
+    return torch.cat(parts, 1)
 
 
 @dataclass
 class MatchingResult:
-    """Test metrics before/after re-ranking (t2v), the R@1 gain (points), seconds per query: the dual
-    encoder's whole evaluation (encode both sides, similarity) / N_q, and the added re-ranking cost, i.e. the
-    k head passes / N_q (the text tokens come out of the dual pass; video tokens are encoded once per
-    gallery, like the index: ``token_seconds`` for the whole test set); per-epoch mean losses; checkpoint;
-    ``train_seconds``: the head's training (the frozen dual encoder's forward passes included). The same
-    fields, and ``head_params``, go to ``<out>.json`` beside the checkpoint."""
+    """What :func:`train_matching` measured (also written to ``<out>.json``, which the tables read).
+
+    k, weight: the depth and fusion weight chosen on validation; dual / reranked: test t2v metrics before and
+    after; per_k: for every k of the grid, its own validation-chosen weight, validation and test R@1 (and test
+    R@5/R@10); r1_gain: points of test R@1; curve: per epoch, the training BCE and the validation R@1 of the
+    head alone (k = 10, w = 1) on a fixed subset of validation queries, with the dual R@1 on the same subset;
+    seconds per query, measured in turns in one run: the dual encoder's query (encode, score the pre-encoded
+    gallery, top 10) and the k head passes at every k (``rerank_seconds_by_k``); train_seconds: the head's
+    training, the frozen dual encoder's forward passes included."""
 
     k: int
+    weight: float
     dual: dict[str, float]
     reranked: dict[str, float]
     r1_gain: float
+    per_k: dict[str, dict[str, float]]
+    curve: list[dict[str, float]]
     dual_seconds_per_query: float
     rerank_seconds_per_query: float
-    token_seconds: float = 0.0
-    train_seconds: float = 0.0
-    losses: list[float] = field(default_factory=list)
+    rerank_seconds_by_k: dict[str, float]
+    train_seconds: float
+    recipe: dict[str, Any]
     path: Path | None = None
     head: MatchingHead | None = None
+
+    @property
+    def losses(self) -> list[float]:
+        return [row["train_bce"] for row in self.curve]
 
 
 @torch.no_grad()
@@ -208,100 +331,199 @@ def _tokens(fn, batch: Any, size: int, dev: torch.device) -> tuple[Tensor, Tenso
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+class _Scorer:
+    """The head over an evaluation set's pre-computed tokens: (query ids, gallery ids) -> logits."""
+
+    def __init__(
+        self, head: MatchingHead, dual: nn.Module, evalset, sims: Tensor, size: int, dev: torch.device
+    ):
+        self.head, self.dev, self.sims = head, dev, sims  # sims: the dual (N_q, N_g) matrix
+        self.text = _tokens(lambda b: text_side(dual, b), evalset.texts, size, dev)
+        self.video = _tokens(lambda b: video_side(dual, b), evalset.videos, size, dev)
+
+    @torch.no_grad()
+    def __call__(self, q: Tensor, g: Tensor) -> Tensor:
+        q, g = q.to(self.dev), g.to(self.dev)
+        return pair_logits(self.head, *self.text, *self.video, q, g, dual=self.sims.to(self.dev)[q, g]).cpu()
+
+
+def _t2v(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: v for key, v in metrics.items() if key.startswith("t2v_")}
+
+
 def train_matching(
     cfg,
     dual_checkpoint: str | Path,
+    recipe: MatchingRecipe = RECIPE,
     *,
-    epochs: int = 5,
-    lr: float = 1e-3,
-    negatives: int = 1,
-    k: int = 10,
-    layers: int = 2,
-    heads: int = 4,
+    ks: tuple[int, ...] = KS,
+    weights: tuple[float, ...] = FUSION_WEIGHTS,
+    curve_queries: int = 500,
+    timing_rounds: int = 3,
     data=None,
     out: str | Path | None = None,
     progress: bool = False,
 ) -> MatchingResult:
-    """Train a :class:`MatchingHead` on a frozen dual encoder, then re-rank its test top-k.
+    """Train a :class:`MatchingHead` on a frozen dual encoder, choose k and the fusion weight on validation,
+    re-rank the test split with them (``rerank.py``), and time a query.
 
     Args:
         cfg: the TrainConfig whose data/batch size/seed to use (usually the dual run's).
         dual_checkpoint: the trainer's ``best.pt`` (its own config rebuilds the dual encoder).
-        epochs, lr (AdamW), negatives: hard negatives per text and per video per batch; k: re-rank depth.
-        data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching.pt`` beside the dual's).
+        recipe: negatives, epochs, lr, head size. ks, weights: the validation grid of (k, w).
+        curve_queries: validation queries of the learning curve (a fixed random subset).
+        data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
+            dual's); its summary goes to the same name with ``.json``.
     """
     from .checkpoint import atomic_write_text, save_checkpoint
-    from .evaluate import evaluate, retrieval_metrics
+    from .evaluate import encode_texts, encode_videos, evaluate, retrieval_metrics, similarity_matrix
     from .pipeline import prepare
+    from .rerank import rerank_scored, select_rerank, top_candidates
     from .runs import load_run
     from .utils import seed_everything
 
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
+    if data.val is None:
+        raise ValueError(f"train_matching: {cfg.run_dir()}: k and the fusion weight are chosen on the "
+                         "validation split, and this config has none")
     # the dual encoder is frozen here; a fine-tuned text encoder is the model's own copy (build_model),
     # so freezing it leaves the one inside ``data`` untouched
     loaded = load_run(dual_checkpoint, data=data)
     ckpt, dual = loaded.payload, loaded.model
     dual.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
-    head = MatchingHead(dual.config.dim, heads, layers).to(dev)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    losses, t_train = [], time.perf_counter()
-    for epoch in range(epochs):
+    head = MatchingHead(dual.config.dim, recipe.heads, recipe.layers, residual=recipe.residual).to(dev)
+    scale = [p for n, p in head.named_parameters() if n == "dual_scale"]
+    rest = [p for n, p in head.named_parameters() if n != "dual_scale"]
+    # the residual's one scalar scale moves at 20x the lr (Adam steps are ~lr in size: at 5e-4 it could
+    # move by only ~0.3 in a whole run), without weight decay
+    opt = torch.optim.AdamW([{"params": rest}, {"params": scale, "lr": 20 * recipe.lr, "weight_decay": 0.0}],
+                            lr=recipe.lr, weight_decay=1e-4)
+    steps = recipe.epochs * sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
+    )
+    size = cfg.eval_batch_size
+
+    # validation: the dual order, the head's tokens, and the fixed subset of the learning curve
+    _, val_sims = evaluate(dual, data.val, size, return_sims=True)
+    val_scorer = _Scorer(head, dual, data.val, val_sims, size, dev)
+    gen = torch.Generator().manual_seed(cfg.seed + 11)
+    val_truth = data.val.query_masks.nonzero()[:, 0]  # the video of each validation caption
+    subset = torch.randperm(len(val_truth), generator=gen)[:curve_queries].sort().values
+    sub_sims, sub_truth = val_sims[subset], val_truth[subset]
+    sub_order = sub_sims.argsort(dim=1, descending=True, stable=True)
+    k_curve = min(10, sub_sims.shape[1])
+    dual_r1 = 100.0 * float((sub_order[:, 0] == sub_truth).float().mean())
+
+    def head_r1() -> float:
+        head.eval()
+        logits = val_scorer(subset.repeat_interleave(k_curve), sub_order[:, :k_curve].flatten())
+        _, order = rerank_scored(sub_sims, sub_order, logits.view(-1, k_curve), k_curve, 1.0)
+        return 100.0 * float((order[:, 0] == sub_truth).float().mean())
+
+    if recipe.pool == "gallery":  # the frozen dual encoder scores the whole training split once
+        pool = data.train_eval_set()
+        t_table = _tokens(lambda b: text_side(dual, b), pool.texts, size, dev)
+        v_table = _tokens(lambda b: video_side(dual, b), pool.videos, size, dev)
+        _, pool_sims = evaluate(dual, pool, size, return_sims=True)  # (N_captions, N_videos)
+        caption_video = pool.query_masks.nonzero()[:, 0]  # the video of each training caption
+
+    def batches(epoch: int):
+        """Per step: the four token tables and their dual similarities, the positive pairs (caption c[i],
+        video v[i]), the caption ->
+        video similarities of each c[i] and the video -> caption ones of each v[i], with their positives."""
+        if recipe.pool == "batch":
+            for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
+                text, video = text.to(dev), video.to(dev)
+                with torch.no_grad():
+                    (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
+                    sims = dual.similarity(dual.encode_text(text), dual.encode_video(video)).cpu()  # (B, B)
+                diag = torch.arange(len(sims))
+                yield (tt, tm, vt, vm), sims, diag, diag, sims, diag, sims.T, diag
+            return
+        order = torch.randperm(len(data.train), generator=gen)
+        for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            v = order[start : start + cfg.batch_size]
+            c = torch.tensor([caps[int(torch.randint(len(caps), (), generator=gen))]
+                              for caps in (data.train.video_captions[i] for i in v.tolist())])
+            own = caption_video[None, :] == v[:, None]  # (B, N_captions): each video's own captions
+            yield (*t_table, *v_table), pool_sims, c, v, pool_sims[c], v, pool_sims[:, v].T, own
+
+    curve, t_train = [], 0.0
+    for epoch in range(recipe.epochs):
+        t0 = time.perf_counter()
         head.train()
         run = []
-        for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
-            text, video = text.to(dev), video.to(dev)
-            with torch.no_grad():
-                (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
-                sims = dual.similarity(dual.encode_text(text), dual.encode_video(video))  # (B, B)
-            b = len(sims)
-            diag = torch.arange(b, device=dev)
-            hard_v = mine_hard_negatives(sims, diag, negatives)  # (B, n): videos for each text
-            hard_t = mine_hard_negatives(sims.T, diag, negatives)  # (B, n): texts for each video
-            ti = torch.cat([diag, diag.repeat_interleave(negatives), hard_t.flatten()])
-            vi = torch.cat([diag, hard_v.flatten(), diag.repeat_interleave(negatives)])
-            logits = pair_logits(head, tt, tm, vt, vm, ti, vi)
+        for (tt, tm, vt, vm), table, c, v, t2v, t2v_pos, v2t, v2t_pos in batches(epoch):
+            neg_v = draw_negatives(t2v, t2v_pos, recipe, gen)  # (B, n): videos for each caption
+            neg_t = draw_negatives(v2t, v2t_pos, recipe, gen)  # (B, n): captions for each video
+            n, b = neg_v.shape[1], len(c)
+            ti = torch.cat([c, c.repeat_interleave(n), neg_t.flatten()]).to(dev)
+            vi = torch.cat([v, neg_v.flatten(), v.repeat_interleave(n)]).to(dev)
+            logits = pair_logits(head, tt, tm, vt, vm, ti, vi, dual=table.to(dev)[ti, vi])
             loss = matching_loss(logits[:b], logits[b:])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             run.append(loss.item())
-        losses.append(sum(run) / max(1, len(run)))
+        t_train += time.perf_counter() - t0
+        curve.append({"epoch": epoch + 1, "train_bce": sum(run) / max(1, len(run)),
+                      "val_head_R1": head_r1(), "val_dual_R1": dual_r1})
         if progress:
-            print(f"matching epoch {epoch + 1}/{epochs}  bce {losses[-1]:.4f}")
-    t_train = time.perf_counter() - t_train
+            row = curve[-1]
+            print(f"matching epoch {epoch + 1}/{recipe.epochs}  bce {row['train_bce']:.4f}  val R@1 head "
+                  f"alone {row['val_head_R1']:.1f} (dual {dual_r1:.1f})")
     head.eval()
+
+    # choose k and w on validation (every query), then apply them to the test split
+    k_max = min(max(ks), val_sims.shape[1])
+    val_order, val_logits = top_candidates(val_sims, val_scorer, k_max)
+    choice = select_rerank(val_sims, val_order, val_logits, data.val.query_masks, ks, weights)
+    per_k_choice = {k: select_rerank(val_sims, val_order, val_logits, data.val.query_masks, [k], weights)
+                    for k in ks}
     test = data.test
-    t0 = time.perf_counter()
-    dual_metrics, sims = evaluate(dual, test, cfg.eval_batch_size, return_sims=True)
-    t_dual = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    tt, tm = _tokens(lambda b: text_side(dual, b), test.texts, cfg.eval_batch_size, dev)
-    vt, vm = _tokens(lambda b: video_side(dual, b), test.videos, cfg.eval_batch_size, dev)
-    t_tokens = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        scores, _ = rerank(
-            sims, lambda q, g: pair_logits(head, tt, tm, vt, vm, q.to(dev), g.to(dev)).cpu(), k
-        )
-    t_rerank = time.perf_counter() - t0
-    reranked = retrieval_metrics(scores, test.query_masks)
-    pick = lambda m: {key: v for key, v in m.items() if key.startswith("t2v_")}  # noqa: E731
+    dual_metrics, test_sims = evaluate(dual, test, size, return_sims=True)
+    test_scorer = _Scorer(head, dual, test, test_sims, size, dev)
+    test_order, test_logits = top_candidates(test_sims, test_scorer, min(k_max, test_sims.shape[1]))
+
+    def test_metrics(k: int, w: float) -> dict[str, float]:
+        scores, _ = rerank_scored(test_sims, test_order, test_logits, k, w)
+        return _t2v(retrieval_metrics(scores, test.query_masks))
+
+    reranked = test_metrics(choice.k, choice.weight)
+    per_k = {}
+    for k, c in per_k_choice.items():
+        m = test_metrics(k, c.weight)
+        per_k[str(k)] = {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
+                                                                 ("t2v_R1", "t2v_R5", "t2v_R10")}}
+
+    # seconds per query, in turns: the dual query against a pre-encoded gallery, and k head passes
     n_q = len(test.texts)
-    out = Path(out) if out is not None else Path(dual_checkpoint).with_name("matching.pt")
+    gallery = encode_videos(dual, test.videos, size)
+    times: dict[str, list[float]] = {"dual": [], **{str(k): [] for k in ks}}
+    with torch.no_grad():
+        for _ in range(timing_rounds):
+            t0 = time.perf_counter()
+            s = similarity_matrix(dual, encode_texts(dual, test.texts, size), gallery)
+            s.topk(min(10, s.shape[1]), dim=1)
+            times["dual"].append((time.perf_counter() - t0) / n_q)
+            for k in ks:
+                kk = min(k, test_sims.shape[1])
+                t0 = time.perf_counter()
+                test_scorer(torch.arange(n_q).repeat_interleave(kk), test_order[:, :kk].flatten())
+                times[str(k)].append((time.perf_counter() - t0) / n_q)
+    median = {name: float(torch.tensor(t).median()) for name, t in times.items()}
+
+    out = Path(out) if out is not None else Path(dual_checkpoint).with_name(f"matching-{recipe.tag}.pt")
     result = MatchingResult(
-        k,
-        pick(dual_metrics),
-        pick(reranked),
-        reranked["t2v_R1"] - dual_metrics["t2v_R1"],
-        t_dual / n_q,
-        t_rerank / n_q,
-        t_tokens,
-        t_train,
-        losses,
-        out,
-        head,
+        k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
+        r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve,
+        dual_seconds_per_query=median["dual"], rerank_seconds_per_query=median[str(choice.k)],
+        rerank_seconds_by_k={k: median[k] for k in map(str, ks)}, train_seconds=t_train,
+        recipe=asdict(recipe), path=out, head=head,
     )
     save_checkpoint(
         out,
@@ -313,27 +535,15 @@ def train_matching(
             "config": ckpt["config"],
             "dual_config": ckpt["config"],
             "dual": ckpt["model"],
-            "k": k,
-            "epochs": epochs,
-            "losses": losses,
+            "k": choice.k,
+            "weight": choice.weight,
+            "recipe": asdict(recipe),
             "dual_metrics": result.dual,
             "reranked_metrics": result.reranked,
         },
     )
-    summary = {
-        f: getattr(result, f)
-        for f in (
-            "k",
-            "dual",
-            "reranked",
-            "r1_gain",
-            "dual_seconds_per_query",
-            "rerank_seconds_per_query",
-            "token_seconds",
-            "train_seconds",
-            "losses",
-        )
-    }
+    summary = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("path", "head")}
     summary["head_params"] = sum(p.numel() for p in head.parameters())
+    summary["validation_grid"] = choice.grid
     atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=2))
     return result

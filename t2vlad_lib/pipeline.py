@@ -142,6 +142,11 @@ class Prepared:
         ]
         return self.train.text_batch(caps), self.train.video_batch(idx)
 
+    def train_eval_set(self) -> EvalSet:
+        """Every training video and every training caption as an :class:`EvalSet` (caption ids in order),
+        e.g. to score the whole training gallery with a frozen model."""
+        return _eval_set(self.train, "train")
+
     def identity(self) -> dict[str, str]:
         """What a checkpoint records of its data: the directory's name (DigitClips names carry the
         generator version, e.g. ``digitclips-v3-full-seed0``) and its layout name."""

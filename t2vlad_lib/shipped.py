@@ -38,6 +38,9 @@ __all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "shipped_runs"
 SUMMARY_FILES = ("config.json", "results.json", "history.csv")
+# small files that other steps write beside a run and the notebooks read: beyond.compare's query times and
+# sizes, and matching.train_matching's re-ranker summaries (JSON only: the heads' weights are not shipped)
+EXTRA_FILES = ("query.json", "matching-*.json")
 CHECKPOINT = "best.fp16.pt"
 
 
@@ -107,6 +110,9 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
         save_checkpoint(run_dir / "best.pt", {**{k: v for k, v in payload.items() if k != "sha256"},
                                               "config": here})
     shutil.copyfile(src / "history.csv", run_dir / "history.csv")
+    for pattern in EXTRA_FILES:
+        for extra in sorted(src.glob(pattern)):
+            shutil.copyfile(extra, run_dir / extra.name)
     atomic_write_text(run_dir / "config.json", json.dumps(here, indent=2))
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if verbose:
@@ -169,7 +175,14 @@ def pack(
         dst.mkdir(parents=True)
         cfg = from_dict(results["config"])
         for f in SUMMARY_FILES:
-            shutil.copyfile(run_dir / f, dst / f)
+            if f == "results.json":  # an installed run's copy of its manifest entry stays in the manifest
+                clean = {k: v for k, v in results.items() if k != "shipped"}
+                atomic_write_text(dst / f, json.dumps(clean, indent=2))
+            else:
+                shutil.copyfile(run_dir / f, dst / f)
+        for pattern in EXTRA_FILES:
+            for extra in sorted(run_dir.glob(pattern)):
+                shutil.copyfile(extra, dst / extra.name)
         shipped = results.get("shipped", {})
         entry = {
             "fingerprint": fingerprint(cfg),

@@ -13,6 +13,7 @@ from t2vlad_lib import train as train_module
 from t2vlad_lib.ablate import VARIANTS, ablate
 from t2vlad_lib.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
 from t2vlad_lib.evaluate import EvalSet
+from t2vlad_lib.matching import MatchingRecipe
 
 
 def test_systems_reuse_the_ablation_presets_and_name_their_teachers():
@@ -76,26 +77,64 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     extra = small_run(epochs=1)
     out = tmp_path / "runs"
     systems = ["T2VLAD", "T2VLAD + matching re-rank", "T2VLAD + distillation"]
-    table = compare("fast", seeds=[0], systems=systems, out_dir=out, extra=extra, k=3, progress=False)
-    assert list(table["system"]) == systems
+    recipe = MatchingRecipe(epochs=1)
+    table = compare("fast", seeds=[0, 1], systems=systems, out_dir=out, extra=extra, recipe=recipe,
+                    progress=False)
+    assert list(table["system"]) == systems * 2
     # T2VLAD and its re-rank share one trained run, which is also the ablations' "full" run
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "sys-t2vlad-distillation"]
     student = json.loads((out / "sys-t2vlad-distillation/seed0/config.json").read_text())
     assert student["distill"]["teacher"] == str(out / "base/seed0/best.pt")
     dual, rerank = table.iloc[0], table.iloc[1]
-    head = json.loads((out / "base/seed0/matching-k3.json").read_text())
+    head = json.loads((out / f"base/seed0/matching-{recipe.tag}.json").read_text())
     assert rerank["params"] == dual["params"] + head["head_params"] > dual["params"]
     assert rerank["query_seconds"] > head["rerank_seconds_per_query"] > 0  # the k head passes are added
     assert "rerank_seconds" not in table.columns
     assert rerank["v2t_R1"] == dual["v2t_R1"]  # the head re-ranks text -> video only
     assert rerank["t2v_R1"] == head["reranked"]["t2v_R1"]
+    assert (rerank["rerank_k"], rerank["rerank_weight"]) == (head["k"], head["weight"])
+    # query times and sizes: measured once per system on the first seed's model, the same for every seed
+    for name in systems:
+        rows = table[table["system"] == name]
+        assert rows["query_seconds"].nunique() == 1 or name == "T2VLAD + matching re-rank"
+        assert rows["params"].nunique() == 1
+    stored = json.loads((out / "base/seed0/query.json").read_text())
+    assert stored["query_seconds"] == dual["query_seconds"] and stored["params"] == dual["params"]
+    assert not (out / "base/seed1/query.json").exists()
     assert pd.read_csv(out / "systems.csv")["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
 
     def boom(*a, **k):
         raise AssertionError("a cached run was retrained")
 
     monkeypatch.setattr(train_module, "train", boom)
-    again = compare("fast", seeds=[0], systems=systems, out_dir=out, extra=extra, k=3, progress=False)
+    again = compare("fast", seeds=[0, 1], systems=systems, out_dir=out, extra=extra, recipe=recipe,
+                    progress=False)
     assert again["t2v_R1"].tolist() == table["t2v_R1"].tolist()
     full = ablate("fast", [0], ["full (shared VLAD)"], out_dir=out, extra=extra, progress=False)
     assert full["t2v_R1"].tolist() == [table["t2v_R1"].iloc[0]]
+
+
+@pytest.mark.slow
+def test_compare_reads_shipped_summaries_without_models(tmp_path, monkeypatch):
+    """A run installed as a summary (no best.pt) with its stored query.json needs no training and no model:
+    the table takes the stored query time and size; without query.json the run is trained for them."""
+    from t2vlad_lib import shipped
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    extra = small_run(epochs=1)
+    src = tmp_path / "src"
+    first = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=src, extra=extra, progress=False)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(shipped.install, "__defaults__", (tmp_path / "shipped", True))
+    shipped.pack({"base/seed0": src / "base/seed0"}, root=tmp_path / "shipped", evaluate_checkpoints=False)
+    calls = []
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: calls.append(k))
+    out = tmp_path / "fresh"
+    again = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
+    assert not calls and not (out / "base/seed0/best.pt").exists()
+    cols = ["t2v_R1", "v2t_R1", "params", "query_seconds", "train_seconds"]
+    assert again[cols].to_dict() == first[cols].to_dict()
+    (out / "base/seed0/query.json").unlink()
+    with pytest.raises(RuntimeError, match="no stored query time"):  # the stub trained nothing
+        compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
+    assert calls and calls[0]["overwrite"] is True

@@ -1,6 +1,8 @@
-"""CLIP2TV-style matching head: shapes, masks, hard-negative mining, BCE by hand, the re-ranker only permutes
-the top-k, and a short train-then-rerank run on the shipped DigitClips sample."""
+"""CLIP2TV-style matching head: shapes, masks, hard-negative mining, negatives sampled in proportion to given
+weights, BCE by hand, and a short train-select-rerank run on the shipped DigitClips sample (the re-ranking
+itself: tests/test_rerank.py)."""
 
+import json
 import math
 
 import pytest
@@ -9,11 +11,13 @@ from helpers import small_run
 
 from t2vlad_lib.matching import (
     MatchingHead,
+    MatchingRecipe,
     all_pair_logits,
+    draw_negatives,
     matching_loss,
     mine_hard_negatives,
     pair_logits,
-    rerank,
+    sample_negatives,
 )
 
 
@@ -81,35 +85,66 @@ def test_matching_loss_by_hand():
     assert math.isclose(got, (math.log1p(math.exp(-2)) + math.log1p(math.exp(-1))) / 2, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 12])
-def test_rerank_only_permutes_the_top_k(k):
-    g = torch.Generator().manual_seed(k)
-    dual = torch.randn(6, 10, generator=g)
-    match = torch.randn(6, 10, generator=g)
-    calls = []
-
-    def score_fn(q, v):
-        calls.append(len(q))
-        return match[q, v]
-
-    scores, order = rerank(dual, score_fn, k)
-    kk = min(k, 10)
-    assert calls == [6 * kk]  # the head sees exactly the top-k of each query
-    dual_order = dual.argsort(1, descending=True)
-    for i in range(6):
-        top = dual_order[i, :kk]
-        assert set(order[i, :kk].tolist()) == set(top.tolist())  # same items in the top-k
-        assert order[i, kk:].tolist() == dual_order[i, kk:].tolist()  # the rest keep their order
-        assert order[i, :kk].tolist() == sorted(top.tolist(), key=lambda j: -match[i, j].item())
-        assert scores[i].argsort(descending=True).tolist() == order[i].tolist()  # scores encode the order
-        rest = dual_order[i, kk:]
-        assert torch.equal(scores[i, rest], dual[i, rest])  # untouched scores beyond k
+def test_residual_head_adds_a_learned_multiple_of_the_dual_score():
+    torch.manual_seed(0)
+    h = MatchingHead(8, heads=2, layers=1, residual=True).eval()
+    t, tm, v, vm = tokens()
+    dual = torch.tensor([0.1, 0.5, -0.2, 0.9])
+    with torch.no_grad():
+        start = h(t, tm, v, vm, dual)
+        h.dual_scale.fill_(0.0)
+        base = h(t, tm, v, vm, dual)  # the transformer's logit alone
+        assert torch.allclose(start, base + 20.0 * dual, atol=1e-5)  # the initial scale
+        h.dual_scale.fill_(3.0)
+        assert torch.allclose(h(t, tm, v, vm, dual), base + 3.0 * dual, atol=1e-6)
+        ti, vi = torch.tensor([0, 2, 3]), torch.tensor([1, 2, 0])
+        by_pairs = pair_logits(h, t, tm, v, vm, ti, vi, dual=dual[:3])
+        direct = h(t[ti], tm[ti], v[vi], vm[vi], dual[:3])
+        assert torch.allclose(by_pairs, direct, atol=1e-6)
+    with pytest.raises(ValueError, match="dual="):
+        h(t, tm, v, vm)
 
 
-def test_rerank_ties_keep_the_dual_order():
-    dual = torch.tensor([[0.1, 0.9, 0.5, 0.7]])
-    scores, order = rerank(dual, lambda q, v: torch.zeros(len(q)), 3)
-    assert order.tolist() == [[1, 3, 2, 0]]
+def test_negatives_are_drawn_in_proportion_to_the_given_similarities():
+    """Row 0: weights 0, 1, 3 for the negatives (column 0 is the positive, weight 5, never drawn): 1/4 and
+    3/4 of the draws. Row 1: the positive is column 2; columns 0 and 3 share the weight equally."""
+    weights = torch.tensor([[5.0, 0.0, 1.0, 3.0], [2.0, 0.0, 9.0, 2.0]])
+    positives = torch.tensor([0, 2])
+    g = torch.Generator().manual_seed(0)
+    n = 40_000
+    draws = torch.stack([sample_negatives(weights, positives, 1, g)[:, 0] for _ in range(n)])  # (n, 2)
+    freq0 = torch.bincount(draws[:, 0], minlength=4).float() / n
+    freq1 = torch.bincount(draws[:, 1], minlength=4).float() / n
+    assert freq0[0] == 0 and freq0[1] == 0 and freq1[2] == 0 and freq1[1] == 0  # positives, zero weights
+    tol = 4 * math.sqrt(0.25 * 0.75 / n)  # four binomial standard deviations
+    assert abs(freq0[2] - 0.25) < tol and abs(freq0[3] - 0.75) < tol
+    assert abs(freq1[0] - 0.5) < tol and abs(freq1[3] - 0.5) < tol
+    two = sample_negatives(weights, positives, 2, g)  # without replacement: two distinct negatives
+    assert sorted(two[0].tolist()) == [2, 3] and sorted(two[1].tolist()) == [0, 3]
+    with pytest.raises(ValueError, match="fewer than n=3"):
+        sample_negatives(weights, positives, 3, g)
+    with pytest.raises(ValueError, match=">= 0"):
+        sample_negatives(-weights, positives, 1, g)
+
+
+def test_recipe_negatives_follow_the_softmax_of_the_dual_similarities():
+    """'sampled': the first column ~ softmax(s / t) over the non-positives, the second uniform; 'hardest': the
+    most similar non-positive, as mine_hard_negatives."""
+    sims = torch.tensor([[0.9, 0.1, 0.5, 0.3]])
+    recipe = MatchingRecipe("sampled", n_sampled=1, n_random=1, temperature=0.2)
+    g = torch.Generator().manual_seed(1)
+    n = 30_000
+    draws = torch.cat([draw_negatives(sims, torch.tensor([0]), recipe, g) for _ in range(n)])  # (n, 2)
+    expect = torch.softmax(sims[0, 1:] / 0.2, 0)  # columns 1, 2, 3
+    got = torch.bincount(draws[:, 0], minlength=4)[1:].float() / n
+    assert torch.allclose(got, expect, atol=4 * math.sqrt(0.25 / n))
+    uniform = torch.bincount(draws[:, 1], minlength=4)[1:].float() / n
+    assert torch.allclose(uniform, torch.full((3,), 1 / 3), atol=4 * math.sqrt(0.25 / n))
+    hardest = draw_negatives(sims, torch.tensor([0]), MatchingRecipe("hardest", n_sampled=1, n_random=0))
+    assert hardest.tolist() == [[2]]
+    with pytest.raises(ValueError, match="'sampled' or 'hardest'"):
+        MatchingRecipe("softest")
+    assert MatchingRecipe().tag != MatchingRecipe(epochs=3).tag  # every field names its files
 
 
 @pytest.mark.slow
@@ -124,12 +159,18 @@ def test_train_matching_on_the_sample(tmp_path, monkeypatch):
     cfg = load_config("fast", small_run(tmp_path / "dual", epochs=1))
     data = prepare(cfg, verbose=False)
     train(cfg, progress=False, data=data)
-    res = train_matching(cfg, tmp_path / "dual" / "best.pt", epochs=1, k=4, data=data)
+    recipe = MatchingRecipe(epochs=1)
+    res = train_matching(cfg, tmp_path / "dual" / "best.pt", recipe, ks=(2, 4), curve_queries=20, data=data)
     assert res.path.exists() and res.path.with_suffix(".json").exists() and len(res.losses) == 1
     assert res.r1_gain == pytest.approx(res.reranked["t2v_R1"] - res.dual["t2v_R1"])
     for key in ("t2v_R5", "t2v_R10"):  # R@K for K >= k cannot change: the top-k set is the same
         assert res.dual[key] == res.reranked[key]
-    assert res.rerank_seconds_per_query > 0
+    assert res.rerank_seconds_per_query > 0 and set(res.rerank_seconds_by_k) == {"2", "4"}
+    assert res.k in (2, 4) and 0.0 <= res.weight <= 1.0 and set(res.per_k) == {"2", "4"}
+    assert res.per_k[str(res.k)]["weight"] == res.weight  # the overall choice is one of the per-k choices
+    assert res.per_k[str(res.k)]["test_t2v_R1"] == res.reranked["t2v_R1"]
+    summary = json.loads(res.path.with_suffix(".json").read_text())
+    assert len(summary["validation_grid"]) == 2 * 11 and summary["curve"][0]["epoch"] == 1
     teacher = load_teacher(res.path, data)  # the matching head as a distillation teacher
     text, video = data.train_batch(torch.arange(5), torch.Generator().manual_seed(0))
     assert teacher.kind == "matching" and teacher(text, video).shape == (5, 5)

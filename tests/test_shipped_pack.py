@@ -27,6 +27,10 @@ def packed(tmp_path_factory):
             for name, seed in (("a", 0), ("b", 1))}
     for cfg in cfgs.values():
         train(cfg, progress=False)
+    # files other steps write beside a run travel with its summary; other files (a head's weights) do not
+    (cfgs["b"].run_dir() / "query.json").write_text('{"query_seconds": 1e-4}')
+    (cfgs["b"].run_dir() / "matching-x.json").write_text('{"k": 5}')
+    (cfgs["b"].run_dir() / "matching-x.pt").write_bytes(b"weights")
     man = shipped.pack({n: c.run_dir() for n, c in cfgs.items()}, checkpoints={"a"}, root=base / "shipped")
     return base, cfgs, man
 
@@ -36,7 +40,8 @@ def test_pack_writes_summaries_half_weights_and_a_manifest(packed):
     root = base / "shipped"
     assert sorted(p.name for p in (root / "a").iterdir()) == ["best.fp16.pt", "config.json", "history.csv",
                                                                "results.json"]
-    assert not (root / "b" / "best.fp16.pt").exists()
+    assert sorted(p.name for p in (root / "b").iterdir()) == ["config.json", "history.csv", "matching-x.json",
+                                                               "query.json", "results.json"]
     entry = man["runs"]["a"]
     assert entry["fingerprint"] == shipped.fingerprint(cfgs["a"]) != shipped.fingerprint(cfgs["b"])
     assert entry["data_version"].startswith("released:") and entry["seed"] == 0
@@ -76,5 +81,7 @@ def test_a_summary_is_enough_for_tables_but_not_for_a_model(packed, tmp_path, mo
     assert run_state(here.run_dir(), here) == "summary" and not calls
     original = json.loads((cfgs["b"].run_dir() / "results.json").read_text())
     assert json.loads((here.run_dir() / "results.json").read_text())["test"] == original["test"]
+    assert json.loads((here.run_dir() / "query.json").read_text()) == {"query_seconds": 1e-4}  # extras too
+    assert (here.run_dir() / "matching-x.json").exists() and not (here.run_dir() / "matching-x.pt").exists()
     ensure_trained(here, progress=False, need_model=True)
     assert calls and calls[0]["overwrite"] is True  # the weights are trained, over the summary
