@@ -106,26 +106,21 @@ def query_seconds(
     against the N_v gallery videos, encoded beforehand and not timed (as an index holds them), top-10
     included. The models take turns round after round and each gets its median over ``rounds``, so a
     change of machine load affects all of them alike (timing one model after another does not)."""
-    from .evaluate import encode_texts, encode_videos, similarity_matrix
+    from .evaluate import encode_videos, query_topk
+    from .utils import time_in_turns
 
     modes = {name: model.training for name, (model, _) in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
     try:
-        galleries = {}
+        calls = {}
         for name, (model, evalset) in models.items():
             model.eval()
-            galleries[name] = encode_videos(model, evalset.videos, batch_size)
-        for _ in range(rounds):
-            for name, (model, evalset) in models.items():
-                t0 = time.perf_counter()
-                queries = encode_texts(model, evalset.texts, batch_size)
-                sims = similarity_matrix(model, queries, galleries[name])
-                sims.topk(min(10, sims.shape[1]), dim=1)
-                times[name].append((time.perf_counter() - t0) / len(evalset.texts))
+            gallery = encode_videos(model, evalset.videos, batch_size)
+            calls[name] = lambda m=model, e=evalset, g=gallery: query_topk(m, e.texts, g, batch_size)
+        seconds = time_in_turns(calls, rounds)
     finally:
         for name, (model, _) in models.items():
             model.train(modes[name])
-    return {name: float(torch.tensor(t).median()) for name, t in times.items()}
+    return {name: seconds[name] / len(evalset.texts) for name, (_, evalset) in models.items()}
 
 
 def _run_name(name: str) -> str:
@@ -180,6 +175,7 @@ def compare(
     query times (module docstring).
     """
     from .runs import load_run, read_results
+    from .shipped import machine
     from .train import ensure_trained
 
     names = list(SYSTEMS) if systems is None else list(systems)
@@ -199,8 +195,8 @@ def compare(
     def needs_model(name: str, seed: int, cfg) -> bool:
         if seed == first and not (cfg.run_dir() / QUERY_FILE).exists():
             return True  # its query time and size are measured on its model
-        rerank_json = cfg.run_dir() / f"matching-{recipe.tag}.json"
-        return SYSTEMS[name].rerank and not rerank_json.exists()  # the head trains on the dual model
+        # a re-ranking head trains on the dual model
+        return SYSTEMS[name].rerank and not recipe.summary_path(cfg.run_dir()).exists()
 
     def ensure(name: str, seed: int, need_model: bool):
         cfg = config(name, seed)
@@ -227,7 +223,7 @@ def compare(
             run = load_run(cfg.run_dir(), data=shared_data(prepared, cfg), cfg=cfg, verbose=False)
             models[name] = (run.model, run.data.test)
         seconds = query_seconds(models, next(iter(firsts.values())).eval_batch_size)
-        when = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(),
+        when = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
                 "load_average": round(os.getloadavg()[0], 2)}
         for name, cfg in ((n, firsts[n]) for n in missing):
             info = {"params": trainable_parameters(models[name][0]), "query_seconds": seconds[name], **when}
@@ -242,8 +238,8 @@ def compare(
             row = {"system": name, "seed": seed, **results["test"], "params": stored[name]["params"],
                    "train_seconds": results["seconds"], "query_seconds": stored[name]["query_seconds"]}
             if SYSTEMS[name].rerank:
-                row = _rerank(cfg, row, recipe, shared_data(prepared, cfg) if not (
-                    cfg.run_dir() / f"matching-{recipe.tag}.json").exists() else None)
+                trained = recipe.summary_path(cfg.run_dir()).exists()
+                row = _rerank(cfg, row, recipe, None if trained else shared_data(prepared, cfg))
             rows.append(row)
             if progress:
                 print(f"{name:42s} seed {seed}: t2v R1 {row['t2v_R1']:.1f}  v2t R1 {row['v2t_R1']:.1f}")
@@ -252,19 +248,13 @@ def compare(
     return table
 
 
-def _machine() -> str:
-    from .shipped import machine
-
-    return machine()
-
-
 def _rerank(cfg, row: dict[str, Any], recipe: MatchingRecipe, data) -> dict[str, Any]:
     """``row`` with t2v re-ranked by a matching head (trained on ``cfg``'s best.pt when its summary is
     missing; v2t stays the dual encoder's), the head's parameters and training seconds added, its k head
     passes per query added to the query time, and the validation-chosen k and fusion weight."""
     from .matching import train_matching
 
-    path = cfg.run_dir() / f"matching-{recipe.tag}.json"
+    path = recipe.summary_path(cfg.run_dir())
     if not path.exists():
         train_matching(cfg, cfg.run_dir() / "best.pt", recipe, data=data, out=path.with_suffix(".pt"))
     summary = json.loads(path.read_text())

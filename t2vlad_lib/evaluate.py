@@ -17,7 +17,8 @@ from .batch import TextBatch, VideoBatch
 from .metrics import t2v_metrics, v2t_metrics
 from .model import T2VLAD, TextEmbeddings, VideoEmbeddings
 
-__all__ = ["EvalSet", "encode_texts", "encode_videos", "similarity_matrix", "retrieval_metrics", "evaluate"]
+__all__ = ["EvalSet", "encode_texts", "encode_videos", "similarity_matrix", "query_topk", "retrieval_metrics",
+           "evaluate"]
 
 
 @dataclass
@@ -82,6 +83,16 @@ def similarity_matrix(
         )
         rows.append(model.similarity(part, video).float().cpu())
     return torch.cat(rows)
+
+
+@torch.no_grad()
+def query_topk(
+    model: T2VLAD, texts: TextBatch, gallery: VideoEmbeddings, batch_size: int = 256, k: int = 10
+):
+    """The query side of a search: encode the texts and score them against a pre-encoded ``gallery``
+    (``encode_videos``), then take each row's top k: (N_t, k) scores and indices."""
+    sims = similarity_matrix(model, encode_texts(model, texts, batch_size), gallery)
+    return sims.topk(min(k, sims.shape[1]), dim=1)
 
 
 def retrieval_metrics(sims: torch.Tensor, query_masks: torch.Tensor) -> dict[str, float]:

@@ -166,13 +166,19 @@ def all_pair_logits(
 
 
 def mine_hard_negatives(sims: Tensor, positives: Tensor, n: int = 1) -> Tensor:
-    """The n most similar non-positive columns of each row: sims (B_t, B_v), positives (B_t,) -> (B_t, n)."""
-    if sims.ndim != 2 or positives.shape != sims.shape[:1] or not 1 <= n < sims.shape[1]:
+    """The n most similar non-positive columns of each row: sims (B_t, B_v), positives (B_t,) columns or a
+    (B_t, B_v) bool mask -> (B_t, n)."""
+    mask = positives.dtype == torch.bool
+    shape_ok = positives.shape == (sims.shape if mask else sims.shape[:1])
+    if sims.ndim != 2 or not shape_ok or not 1 <= n < sims.shape[1]:
         raise ValueError(
             f"mine_hard_negatives: sims {tuple(sims.shape)}, positives {tuple(positives.shape)}, "
-            f"n={n}: expected (B_t, B_v), (B_t,) and 1 <= n < B_v"
+            f"n={n}: expected (B_t, B_v), (B_t,) indices or a (B_t, B_v) mask, and 1 <= n < B_v"
         )
-    masked = sims.detach().scatter(1, positives.view(-1, 1), float("-inf"))
+    if mask:
+        masked = sims.detach().masked_fill(positives, float("-inf"))
+    else:
+        masked = sims.detach().scatter(1, positives.view(-1, 1), float("-inf"))
     return masked.topk(n, dim=1).indices
 
 
@@ -265,6 +271,10 @@ class MatchingRecipe:
         res = "-residual" if self.residual else ""
         return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{res}"
 
+    def summary_path(self, run_dir: str | Path) -> Path:
+        """``run_dir/matching-<tag>.json``: the summary :func:`train_matching` writes for a dual run."""
+        return Path(run_dir) / f"matching-{self.tag}.json"
+
 
 # the recipe of notebook 10's first re-ranker (DigitClips v2): hardest in-batch negatives, 5 epochs
 FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
@@ -279,9 +289,6 @@ def draw_negatives(
     """The recipe's negatives of each row: (B_t, B_v) dual similarities and the positives ((B_t,) columns, or
     a (B_t, B_v) mask) -> (B_t, n_sampled + n_random) columns."""
     if recipe.negatives == "hardest":
-        if positives.dtype == torch.bool:
-            masked = sims.detach().masked_fill(positives, float("-inf"))
-            return masked.topk(recipe.n_sampled, dim=1).indices
         return mine_hard_negatives(sims, positives, recipe.n_sampled)
     parts = []
     if recipe.n_sampled:
@@ -376,11 +383,11 @@ def train_matching(
             dual's); its summary goes to the same name with ``.json``.
     """
     from .checkpoint import atomic_write_text, save_checkpoint
-    from .evaluate import encode_texts, encode_videos, evaluate, retrieval_metrics, similarity_matrix
+    from .evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
     from .pipeline import prepare
     from .rerank import rerank_scored, select_rerank, top_candidates
     from .runs import load_run
-    from .utils import seed_everything
+    from .utils import seed_everything, time_in_turns
 
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
@@ -503,21 +510,19 @@ def train_matching(
     # seconds per query, in turns: the dual query against a pre-encoded gallery, and k head passes
     n_q = len(test.texts)
     gallery = encode_videos(dual, test.videos, size)
-    times: dict[str, list[float]] = {"dual": [], **{str(k): [] for k in ks}}
-    with torch.no_grad():
-        for _ in range(timing_rounds):
-            t0 = time.perf_counter()
-            s = similarity_matrix(dual, encode_texts(dual, test.texts, size), gallery)
-            s.topk(min(10, s.shape[1]), dim=1)
-            times["dual"].append((time.perf_counter() - t0) / n_q)
-            for k in ks:
-                kk = min(k, test_sims.shape[1])
-                t0 = time.perf_counter()
-                test_scorer(torch.arange(n_q).repeat_interleave(kk), test_order[:, :kk].flatten())
-                times[str(k)].append((time.perf_counter() - t0) / n_q)
-    median = {name: float(torch.tensor(t).median()) for name, t in times.items()}
 
-    out = Path(out) if out is not None else Path(dual_checkpoint).with_name(f"matching-{recipe.tag}.pt")
+    def head_passes(k: int):
+        kk = min(k, test_sims.shape[1])
+        return lambda: test_scorer(torch.arange(n_q).repeat_interleave(kk), test_order[:, :kk].flatten())
+
+    with torch.no_grad():
+        calls = {"dual": lambda: query_topk(dual, test.texts, gallery, size)}
+        median = time_in_turns({**calls, **{str(k): head_passes(k) for k in ks}}, timing_rounds)
+    median = {name: t / n_q for name, t in median.items()}
+
+    if out is None:
+        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
+    out = Path(out)
     result = MatchingResult(
         k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
         r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir"]
+__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir", "time_in_turns"]
 
 
 def is_fast() -> bool:
@@ -79,3 +81,15 @@ def set_plot_style(dpi: int = 80) -> None:
         set_matplotlib_formats("png")
     except Exception:  # pragma: no cover - outside IPython
         pass
+
+
+def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = 3) -> dict[str, float]:
+    """Median seconds of each call, the calls taking turns round after round, so a change of machine load
+    hits all of them alike (timing one after another does not)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}

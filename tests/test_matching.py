@@ -76,6 +76,11 @@ def test_hard_negatives_are_the_most_similar_non_positives():
         assert got[i].tolist() == ref
     with pytest.raises(ValueError, match="mine_hard_negatives"):
         mine_hard_negatives(sims, pos, 4)
+    # a mask of positives (a video with several captions): every masked column is skipped
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    mask[0, [0, 1]] = True
+    mask[1, 2] = mask[2, 1] = True
+    assert mine_hard_negatives(sims, mask, 1).flatten().tolist() == [3, 3, 3]
 
 
 def test_matching_loss_by_hand():
