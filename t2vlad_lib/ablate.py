@@ -23,7 +23,9 @@ __all__ = [
     "TABLE4",
     "TABLE5",
     "PAPER",
+    "LOSSES",
     "sweep",
+    "without_defaults",
     "ablate",
     "summarize",
     "run_variant",
@@ -86,6 +88,17 @@ DIAGNOSIS: dict[str, dict[str, Any]] = {
     "single-shot clips (data)": {**PORT_RECIPE, "data.shots": 1},
 }
 
+# The training loss, one row per loss of ``losses.LOSS_NAMES`` around the profile (notebook 07, section 7):
+# the tutorial profile trains with the port's loss, so its row is the full model's run; each other row sets
+# the loss's published hyper-parameter (the paper's margin, CLIP4Clip's temperature), none tuned here; one
+# more row gives the paper's loss the port's margin, to tell the margin's size from averaging every negative.
+LOSSES: dict[str, dict[str, Any]] = {
+    "hardest negative (port, m = 0.2)": {"loss.name": "hardest", "loss.margin": 0.2},
+    "max-margin (paper, m = 0.02)": {"loss.name": "max_margin", "loss.margin": 0.02},
+    "max-margin, m = 0.2": {"loss.name": "max_margin", "loss.margin": 0.2},  # the margin or the averaging?
+    "InfoNCE (tau = 0.05)": {"loss.name": "infonce", "loss.temperature": 0.05},
+}
+
 # Variants that differ only at test time share the trained model of this base variant.
 TEST_ONLY_KEYS = ("model.eval_use_global", "model.eval_use_local")
 
@@ -93,6 +106,22 @@ TEST_ONLY_KEYS = ("model.eval_use_global", "model.eval_use_local")
 def sweep(key: str, values: list[Any], base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Variants ``{"key=value": {key: value, **base}}`` for a one-parameter sweep."""
     return {f"{key.split('.')[-1]}={v}": {**(base or {}), key: v} for v in values}
+
+
+def without_defaults(profile: str | Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` without the keys whose value is already the profile's: a row that restates the profile's
+    own setting (the tutorial's loss in :data:`LOSSES`) is then the full model's run, not a new training."""
+    raw = load_config(profile).to_dict()
+
+    def value(key: str) -> Any:
+        node: Any = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"override {key!r}: profile {profile!r} has no such key")
+            node = node[part]
+        return node
+
+    return {k: v for k, v in overrides.items() if value(k) != v}
 
 
 def _config(

@@ -15,8 +15,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ablate import TABLE4, TABLE5, TEST_ONLY_KEYS, VARIANTS, ablate, sweep, variant_config
-from .config import TrainConfig, load_config
+from .ablate import (
+    LOSSES,
+    TABLE4,
+    TABLE5,
+    TEST_ONLY_KEYS,
+    VARIANTS,
+    ablate,
+    sweep,
+    variant_config,
+    without_defaults,
+)
+from .config import TrainConfig
 
 __all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "FINETUNE_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS",
            "sweeps", "run_configs", "regenerate"]
@@ -36,14 +46,14 @@ CHECKPOINTS = frozenset({"base/seed0", "base/seed1", "base/seed2",
 
 
 def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:
-    """Notebook 07's trained variants: name -> (overrides, seeds). Test-time rows reuse their base."""
+    """Notebook 07's trained variants (Tables 4 and 5, the K and ghost sweeps, the losses of section 7):
+    name -> (overrides, seeds). Test-time rows reuse their base; a row equal to the profile is the base."""
     out = {name: (VARIANTS[name], TABLE5_SEEDS if name in TABLE5 else SEEDS)
            for name in dict.fromkeys(TABLE4 + TABLE5)}
-    base = load_config(PROFILE).model  # the profile's own K and ghost count are the full model's runs
-    out.update({name: (o, SEEDS) for name, o in sweep("model.num_clusters", list(K_VALUES)).items()
-                if o["model.num_clusters"] != base["num_clusters"]})
-    out.update({name: (o, SEEDS) for name, o in sweep("model.ghost_clusters", list(GHOSTS)).items()
-                if o["model.ghost_clusters"] != base["ghost_clusters"]})
+    rows = {**sweep("model.num_clusters", list(K_VALUES)), **sweep("model.ghost_clusters", list(GHOSTS)),
+            **LOSSES}
+    # a row with the profile's own K, ghost count or loss is the full model's run, listed above
+    out.update({name: (own, SEEDS) for name, o in rows.items() if (own := without_defaults(PROFILE, o))})
     return {k: v for k, v in out.items() if not any(t in v[0] for t in TEST_ONLY_KEYS)}
 
 

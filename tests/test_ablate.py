@@ -5,7 +5,20 @@ import pytest
 from helpers import small_run
 
 from t2vlad_lib import train as train_module
-from t2vlad_lib.ablate import TABLE4, TABLE5, VARIANTS, ablate, markdown_table, summarize, sweep, verdict
+from t2vlad_lib.ablate import (
+    LOSSES,
+    TABLE4,
+    TABLE5,
+    VARIANTS,
+    ablate,
+    markdown_table,
+    summarize,
+    sweep,
+    verdict,
+    without_defaults,
+)
+from t2vlad_lib.config import load_config
+from t2vlad_lib.losses import LOSS_NAMES
 
 
 def test_variants_cover_the_papers_tables():
@@ -84,3 +97,19 @@ def test_diagnosis_summary_pairs_seeds_against_the_base():
     assert out.loc["factor", "Δ content_nmi per seed"] == "+0.130 (+0.100 / +0.180 / +0.110)"
     assert out.loc["factor", "raises content_nmi?"] == "holds"
     assert out.loc["port recipe", "raises content_nmi?"] == "-"
+
+
+def test_loss_rows_cover_every_loss_and_drop_what_the_profile_already_sets():
+    assert {o["loss.name"] for o in LOSSES.values()} == set(LOSS_NAMES)
+    for profile in ("tutorial", "fast"):
+        own = load_config(profile).loss
+        for overrides in LOSSES.values():
+            kept = without_defaults(profile, overrides)
+            cfg = load_config(profile, overrides)
+            assert load_config(profile, kept).loss == cfg.loss  # dropping a key changes nothing
+            if overrides["loss.name"] == own.name and overrides.get("loss.margin") == own.margin:
+                assert kept == {}  # the profile's own loss is its full-model run
+            else:
+                assert kept["loss.name"] == overrides["loss.name"]
+    with pytest.raises(KeyError, match="loss.marginn"):
+        without_defaults("tutorial", {"loss.marginn": 0.1})

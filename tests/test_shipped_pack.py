@@ -2,6 +2,7 @@
 installation by fingerprint, the summary state, T2VLAD_RETRAIN."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -85,3 +86,40 @@ def test_a_summary_is_enough_for_tables_but_not_for_a_model(packed, tmp_path, mo
     assert (here.run_dir() / "matching-x.json").exists() and not (here.run_dir() / "matching-x.pt").exists()
     ensure_trained(here, progress=False, need_model=True)
     assert calls and calls[0]["overwrite"] is True  # the weights are trained, over the summary
+
+
+def test_provenance_names_the_shipped_machine_and_this_one(packed, tmp_path):
+    base, cfgs, man = packed
+    installed = [load_config("fast", small_run(tmp_path / f"in{i}", epochs=1, seed=1)) for i in range(2)]
+    for cfg in installed:
+        assert shipped.install(cfg, root=base / "shipped", verbose=False)
+    runs = [c.run_dir() for c in installed] + [cfgs["a"].run_dir()]  # two installed, one trained here
+    entry = man["runs"]["b"]
+    there = f"2 runs trained {entry['date']} on {entry['machine']} (shipped)"
+    here = f"1 run trained {entry['date']} on {shipped.machine()} (this machine)"
+    assert shipped.provenance(runs) == f"{there}; {here}"
+    with pytest.raises(ValueError, match="nothing-here.*no results.json"):
+        shipped.provenance([tmp_path / "nothing-here"])
+
+
+def test_packing_again_keeps_where_and_when_a_run_was_trained(packed, tmp_path, monkeypatch):
+    base, cfgs, man = packed
+    root = tmp_path / "shipped"
+    shutil.copytree(base / "shipped", root)
+    monkeypatch.setattr(shipped, "_commit", lambda: "later")
+    monkeypatch.setattr(shipped, "machine", lambda: "another machine")
+    runs = {n: c.run_dir() for n, c in cfgs.items()}
+    again = shipped.pack(runs, checkpoints={"a"}, root=root, evaluate_checkpoints=False)
+    for name in runs:
+        assert {k: again["runs"][name][k] for k in ("code", "date", "machine")} == \
+            {k: man["runs"][name][k] for k in ("code", "date", "machine")}
+    results = json.loads((runs["b"] / "results.json").read_text())  # "b" trained again: other metrics
+    retrained = {**results, "test": {**results["test"], "t2v_R1": -1.0}}
+    (runs["b"] / "results.json").write_text(json.dumps(retrained))
+    try:
+        fresh = shipped.pack(runs, checkpoints={"a"}, root=root, evaluate_checkpoints=False)
+    finally:
+        (runs["b"] / "results.json").write_text(json.dumps(results))
+    assert fresh["runs"]["b"]["code"] == {"commit": "later"}
+    assert fresh["runs"]["b"]["machine"] == "another machine"
+    assert fresh["runs"]["a"]["machine"] == man["runs"]["a"]["machine"]
