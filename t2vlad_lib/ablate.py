@@ -90,8 +90,8 @@ DIAGNOSIS: dict[str, dict[str, Any]] = {
 
 # The training loss, one row per loss of ``losses.LOSS_NAMES`` around the profile (notebook 07, section 7):
 # the tutorial profile trains with the port's loss, so its row is the full model's run; each other row sets
-# the loss's published hyper-parameter (the paper's margin, CLIP4Clip's temperature), none tuned here; one
-# more row gives the paper's loss the port's margin, to tell the margin's size from averaging every negative.
+# the loss's hyper-parameter (the paper's margin; InfoNCE at the library's default temperature), none tuned
+# here; one more row gives the paper's loss the port's margin, to tell the margin from the averaging.
 LOSSES: dict[str, dict[str, Any]] = {
     "hardest negative (port, m = 0.2)": {"loss.name": "hardest", "loss.margin": 0.2},
     "max-margin (paper, m = 0.02)": {"loss.name": "max_margin", "loss.margin": 0.02},
