@@ -34,7 +34,7 @@ __all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "FINETUNE_SEEDS", "K_VALUES", "GH
 PROFILE = "tutorial"
 SEEDS = (0, 1, 2)
 TABLE5_SEEDS = (0, 1, 2, 3, 4)  # Table 5's gaps are about a point: notebook 07 gives its rows five seeds
-# notebook 11's fine-tuned MiniLM rows (beyond.FINETUNED): a run takes 40-60 min at one thread here
+# notebook 11's fine-tuned MiniLM rows (beyond.FINETUNED): a run took 31-57 min at one thread here
 FINETUNE_SEEDS = (0, 1, 2)
 K_VALUES = (4, 9, 16, 32)
 GHOSTS = (0, 1)
