@@ -11,13 +11,13 @@ import os
 import platform
 import re
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from t2vlad_lib.batch import TextBatch, VideoBatch
+from t2vlad_lib.utils import times_in_turns
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -79,17 +79,9 @@ def rss_bytes() -> int:
 def interleaved(
     fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
 ) -> dict[str, list[float]]:
-    """Run each function ``warmup`` times, then ``repeats`` rounds of A, B, ...; seconds per call."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
+    """Run each function ``warmup`` times, then ``repeats`` rounds of A, B, ...; seconds per call (the
+    library's :func:`t2vlad_lib.utils.times_in_turns`, which the notebooks' query timings use too)."""
+    return times_in_turns(fns, repeats, warmup)
 
 
 def median(xs: list[float]) -> float:

@@ -70,8 +70,8 @@ def finetune_overrides(profile: str = "tutorial-finetune", frozen: str = "tutori
 
 
 FINETUNE = finetune_overrides()
-# the systems that fine-tune MiniLM: about 11x the training time of their frozen versions on a CPU, so the
-# course trains them for fewer seeds (course.FINETUNE_SEEDS) and notebook 10's main table leaves them out
+# the systems that fine-tune MiniLM: about 11x the training time of their frozen versions on a CPU; notebook
+# 10's main table leaves them out, notebook 11 compares them with their frozen versions
 FINETUNED = ("T2VLAD, MiniLM fine-tuned", "CE-style (global only), MiniLM fine-tuned")
 _NOISY = {"data.caption_noise": NOISE}
 SYSTEMS: dict[str, System] = {
@@ -147,13 +147,11 @@ QUERY_FILE = "query.json"  # params and seconds per query of a system's first-se
 
 def _ready(cfg, need_model: Callable[[], bool]) -> bool:
     """True when ``cfg``'s run needs no training: finished, or a shipped summary when ``need_model()`` is
-    False, asked after an empty directory got its shipped run (as ``train.ensure_trained`` does)."""
-    from . import shipped
-    from .runs import run_state
+    False, asked after an empty directory got its shipped run (``train.installed_state``), whose files
+    (``query.json``, a re-ranker's summary) decide it."""
+    from .train import installed_state
 
-    state = run_state(cfg.run_dir(), cfg)
-    if state == "empty" and shipped.install(cfg):
-        state = run_state(cfg.run_dir(), cfg)
+    state = installed_state(cfg)
     return state == "finished" or (state == "summary" and not need_model())
 
 

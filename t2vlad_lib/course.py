@@ -28,14 +28,12 @@ from .ablate import (
 )
 from .config import TrainConfig
 
-__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "FINETUNE_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS",
-           "sweeps", "run_configs", "regenerate"]
+__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS", "sweeps",
+           "run_configs", "regenerate"]
 
 PROFILE = "tutorial"
 SEEDS = (0, 1, 2)
 TABLE5_SEEDS = (0, 1, 2, 3, 4)  # Table 5's gaps are about a point: notebook 07 gives its rows five seeds
-# notebook 11's fine-tuned MiniLM rows (beyond.FINETUNED): a run took 31-57 min at one thread here
-FINETUNE_SEEDS = (0, 1, 2)
 K_VALUES = (4, 9, 16, 32)
 GHOSTS = (0, 1)
 ROOT = Path(__file__).resolve().parents[1] / "runs" / "ablations"  # notebook 07's RUNS in normal mode
@@ -59,15 +57,13 @@ def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:
 
 def run_configs(root: str | Path = ROOT) -> dict[str, TrainConfig]:
     """``"<run directory>/seed<n>"`` (relative to ``root``) -> config of every run of :func:`sweeps` and of
-    notebooks 10 and 11's systems (``beyond.SYSTEMS``: seeds :data:`SEEDS`, the fine-tuned ones
-    :data:`FINETUNE_SEEDS`)."""
-    from .beyond import FINETUNED, SYSTEMS, system_config
+    notebooks 10 and 11's systems (``beyond.SYSTEMS``), seeds :data:`SEEDS`."""
+    from .beyond import SYSTEMS, system_config
 
     root = Path(root)
     cfgs = [variant_config(PROFILE, overrides, seed, root, {})
             for overrides, seeds in sweeps().values() for seed in seeds]
-    cfgs += [system_config(name, seed, PROFILE, root) for name in SYSTEMS
-             for seed in (FINETUNE_SEEDS if name in FINETUNED else SEEDS)]
+    cfgs += [system_config(name, seed, PROFILE, root) for name in SYSTEMS for seed in SEEDS]
     return {str(cfg.run_dir().relative_to(root)): cfg for cfg in cfgs}
 
 
@@ -84,7 +80,7 @@ def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
     # 11's fine-tuned rows (theirs measured in turns with the others, which keep their stored times)
     compare(PROFILE, seeds=list(SEEDS), systems=[n for n in SYSTEMS if n not in FINETUNED], out_dir=root,
             progress=progress)
-    compare(PROFILE, seeds=list(FINETUNE_SEEDS), systems=["T2VLAD", "CE-style (global only)", *FINETUNED],
+    compare(PROFILE, seeds=list(SEEDS), systems=["T2VLAD", "CE-style (global only)", *FINETUNED],
             out_dir=root, progress=progress)
     runs = {name: root / name for name in run_configs(root)}
     return pack(runs, checkpoints=CHECKPOINTS)

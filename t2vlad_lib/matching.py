@@ -165,20 +165,26 @@ def all_pair_logits(
     return pair_logits(head, text, text_mask, video, video_mask, ti, vi, dual=flat).view(bt, bv)
 
 
+def _without_positives(values: Tensor, positives: Tensor, fill: float, n: int, who: str) -> Tensor:
+    """A detached float copy of ``values`` (B_t, B_v) with each row's positives ((B_t,) columns, or a
+    (B_t, B_v) bool mask) set to ``fill``, after checking the shapes and that 1 <= n < B_v."""
+    mask = positives.dtype == torch.bool
+    shape_ok = positives.shape == (values.shape if mask else values.shape[:1])
+    if values.ndim != 2 or not shape_ok or not 1 <= n < values.shape[1]:
+        raise ValueError(
+            f"{who}: {tuple(values.shape)}, positives {tuple(positives.shape)}, n={n}: expected (B_t, B_v), "
+            "(B_t,) indices or a (B_t, B_v) mask, and 1 <= n < B_v"
+        )
+    out = values.detach().float().clone()
+    if mask:
+        return out.masked_fill_(positives, fill)
+    return out.scatter_(1, positives.view(-1, 1), fill)
+
+
 def mine_hard_negatives(sims: Tensor, positives: Tensor, n: int = 1) -> Tensor:
     """The n most similar non-positive columns of each row: sims (B_t, B_v), positives (B_t,) columns or a
     (B_t, B_v) bool mask -> (B_t, n)."""
-    mask = positives.dtype == torch.bool
-    shape_ok = positives.shape == (sims.shape if mask else sims.shape[:1])
-    if sims.ndim != 2 or not shape_ok or not 1 <= n < sims.shape[1]:
-        raise ValueError(
-            f"mine_hard_negatives: sims {tuple(sims.shape)}, positives {tuple(positives.shape)}, "
-            f"n={n}: expected (B_t, B_v), (B_t,) indices or a (B_t, B_v) mask, and 1 <= n < B_v"
-        )
-    if mask:
-        masked = sims.detach().masked_fill(positives, float("-inf"))
-    else:
-        masked = sims.detach().scatter(1, positives.view(-1, 1), float("-inf"))
+    masked = _without_positives(sims, positives, float("-inf"), n, "mine_hard_negatives: sims")
     return masked.topk(n, dim=1).indices
 
 
@@ -202,20 +208,9 @@ def sample_negatives(
             proportional among the columns not drawn yet).
     Returns: (B_t, n) column indices.
     """
-    mask = positives.dtype == torch.bool
-    shape_ok = positives.shape == (weights.shape if mask else weights.shape[:1])
-    if weights.ndim != 2 or not shape_ok or not 1 <= n < weights.shape[1]:
-        raise ValueError(
-            f"sample_negatives: weights {tuple(weights.shape)}, positives {tuple(positives.shape)}, n={n}: "
-            "expected (B_t, B_v), (B_t,) indices or a (B_t, B_v) mask, and 1 <= n < B_v"
-        )
-    w = weights.detach().float().clone()
-    if not torch.isfinite(w).all() or (w < 0).any():
+    w = _without_positives(weights, positives, 0.0, n, "sample_negatives: weights")
+    if not torch.isfinite(weights).all() or (weights < 0).any():
         raise ValueError("sample_negatives: weights must be finite and >= 0")
-    if mask:
-        w[positives] = 0.0
-    else:
-        w.scatter_(1, positives.view(-1, 1), 0.0)
     short = ((w > 0).sum(1) < n).nonzero().flatten()
     if len(short):
         raise ValueError(

@@ -56,8 +56,8 @@ from .runs import build_model, load_weights, read_results, run_state
 from .specialisation import assignment_stats
 from .utils import get_device, seed_everything
 
-__all__ = ["train", "ensure_trained", "train_or_load", "TrainResult", "LossTerm", "RunExistsError",
-           "build_model", "assignment_stats"]
+__all__ = ["train", "installed_state", "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
+           "RunExistsError", "build_model", "assignment_stats"]
 
 # An extra loss term: (sims (B_t, B_v), text, video) -> scalar, added to the ranking loss.
 LossTerm = Callable[[torch.Tensor, TextBatch, VideoBatch], torch.Tensor]
@@ -324,6 +324,17 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
     )
 
 
+def installed_state(cfg: TrainConfig) -> str:
+    """``runs.run_state`` of ``cfg``'s run directory after an empty one got the shipped run of ``cfg``, if
+    there is one (``shipped.install``; ``T2VLAD_RETRAIN=1`` skips it): what is there without training."""
+    from . import shipped
+
+    state = run_state(cfg.run_dir(), cfg)
+    if state == "empty" and shipped.install(cfg):
+        state = run_state(cfg.run_dir(), cfg)
+    return state
+
+
 def ensure_trained(
     cfg: TrainConfig, data: Prepared | None = None, progress: bool = True, need_model: bool = True
 ) -> None:
@@ -333,11 +344,7 @@ def ensure_trained(
     (results without weights) is enough when ``need_model`` is False, else the run is trained. A directory
     with another config's run (or a damaged one) is a stale cache entry: a line says so and the run is
     trained again over it."""
-    from . import shipped
-
-    state = run_state(cfg.run_dir(), cfg)
-    if state == "empty" and shipped.install(cfg):
-        state = run_state(cfg.run_dir(), cfg)
+    state = installed_state(cfg)
     if state == "finished" or (state == "summary" and not need_model):
         return
     if state == "other":

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir", "time_in_turns"]
+__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir",
+           "times_in_turns", "time_in_turns"]
 
 
 def is_fast() -> bool:
@@ -83,13 +84,23 @@ def set_plot_style(dpi: int = 80) -> None:
         pass
 
 
-def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = 3) -> dict[str, float]:
-    """Median seconds of each call, the calls taking turns round after round, so a change of machine load
-    hits all of them alike (timing one after another does not)."""
+def times_in_turns(
+    calls: dict[str, Callable[[], object]], rounds: int = 3, warmup: int = 0
+) -> dict[str, list[float]]:
+    """Seconds of every call of every round, the calls taking turns (A, B, A, B, ...) after ``warmup`` untimed
+    rounds, so a change of machine load hits all of them alike (timing one after another does not)."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
+
+
+def time_in_turns(calls: dict[str, Callable[[], object]], rounds: int = 3) -> dict[str, float]:
+    """Median seconds of each call, timed in turns (:func:`times_in_turns`)."""
+    return {name: float(np.median(t)) for name, t in times_in_turns(calls, rounds).items()}

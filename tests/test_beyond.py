@@ -14,6 +14,7 @@ from t2vlad_lib.ablate import VARIANTS, ablate
 from t2vlad_lib.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
 from t2vlad_lib.evaluate import EvalSet
 from t2vlad_lib.matching import MatchingRecipe
+from t2vlad_lib.utils import time_in_turns, times_in_turns
 
 
 def test_systems_reuse_the_ablation_presets_and_name_their_teachers():
@@ -138,3 +139,14 @@ def test_compare_reads_shipped_summaries_without_models(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="no stored query time"):  # the stub trained nothing
         compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
     assert calls and calls[0]["overwrite"] is True
+
+
+def test_calls_are_timed_in_turns_after_the_warmup():
+    seen = []
+    calls = {name: (lambda n=name: seen.append(n)) for name in ("a", "b")}
+    times = times_in_turns(calls, rounds=3, warmup=1)
+    assert seen == ["a", "b"] * 4  # one untimed round, then A, B, A, B, A, B
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3}
+    assert all(s >= 0 for t in times.values() for s in t)
+    medians = time_in_turns({"slow": lambda: time.sleep(0.02), "fast": lambda: None}, rounds=3)
+    assert medians["slow"] >= 0.02 > medians["fast"]
