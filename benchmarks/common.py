@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from t2vlad_lib.batch import TextBatch, VideoBatch
-from t2vlad_lib.utils import times_in_turns
+from t2vlad_lib.core.batch import TextBatch, VideoBatch
+from t2vlad_lib.core.utils import times_in_turns
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -80,7 +80,7 @@ def interleaved(
     fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
 ) -> dict[str, list[float]]:
     """Run each function ``warmup`` times, then ``repeats`` rounds of A, B, ...; seconds per call (the
-    library's :func:`t2vlad_lib.utils.times_in_turns`, which the notebooks' query timings use too)."""
+    library's :func:`t2vlad_lib.core.utils.times_in_turns`, which the notebooks' query timings use too)."""
     return times_in_turns(fns, repeats, warmup)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from t2vlad_lib.index import flatten_text, flatten_video
-from t2vlad_lib.mmt import MMTVideoEncoder
-from t2vlad_lib.model import T2VLAD, ModelConfig, TextEmbeddings, VideoEmbeddings
+from t2vlad_lib.engine.index import flatten_text, flatten_video
+from t2vlad_lib.model.mmt import MMTVideoEncoder
+from t2vlad_lib.model.t2vlad import T2VLAD, ModelConfig, TextEmbeddings, VideoEmbeddings
 
 from .common import (
     PAPER_EXPERTS,

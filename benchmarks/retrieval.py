@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from t2vlad_lib.index import FaissIndex, chunked_topk, recall_at_k
+from t2vlad_lib.engine.index import FaissIndex, chunked_topk, recall_at_k
 
 from .common import interleaved, median, rss_bytes
 

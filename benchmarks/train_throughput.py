@@ -11,12 +11,12 @@ import time
 
 import torch
 
-from t2vlad_lib.config import load_config
-from t2vlad_lib.losses import make_ranking_loss
-from t2vlad_lib.optim import make_optimizer, optimizer_step
-from t2vlad_lib.pipeline import prepare
-from t2vlad_lib.runs import build_model
-from t2vlad_lib.utils import seed_everything
+from t2vlad_lib.core.utils import seed_everything
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.pipeline import prepare
+from t2vlad_lib.engine.runs import build_model
+from t2vlad_lib.model.losses import make_ranking_loss
+from t2vlad_lib.model.optim import make_optimizer, optimizer_step
 
 from .common import rss_bytes
 

@@ -1,8 +1,13 @@
-"""Command line: ``python -m t2vlad_lib {demo,train,evaluate,ablate,search}`` (also ``t2vlad ...``)."""
+"""Command line: ``python -m t2vlad_lib {demo,train,evaluate,ablate,search}`` (also ``t2vlad ...``).
+
+The top of the layers: it may import anything. Its imports of the library sit inside the command functions,
+so that ``--help`` and a mistyped argument answer at once, without loading torch (start-up time).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -27,7 +32,7 @@ def _add_set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from .config import load_config
+    from .engine.config import load_config
 
     over = list(args.overrides)
     if args.seed is not None:
@@ -38,7 +43,7 @@ def _config(args: argparse.Namespace):
 
 
 def _table(results: dict[str, dict[str, float]]) -> str:
-    from .metrics import format_metrics_table
+    from .core.metrics import format_metrics_table
 
     rows = {}
     for name, m in results.items():
@@ -48,7 +53,8 @@ def _table(results: dict[str, dict[str, float]]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from . import extensions  # noqa: F401  registers the distillation loss term with the trainer
+    from .engine.train import train
 
     cfg = _config(args)
     res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step,
@@ -66,16 +72,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train the tutorial profile (or fast under T2VLAD_FAST=1) and print the test table."""
-    from .utils import is_fast
+    from .core.utils import is_fast
 
     args.profile = "fast" if is_fast() and args.profile == "tutorial" else args.profile
     return cmd_train(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import atomic_write_text
-    from .evaluate import evaluate
-    from .runs import load_run
+    from .core.checkpoint import atomic_write_text
+    from .engine.evaluate import evaluate
+    from .engine.runs import load_run
 
     first = load_run(args.checkpoint)
     protocols = args.protocol or _protocols(first)
@@ -102,8 +108,8 @@ def _protocols(run) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablate import ablate, summarize
-    from .config import parse_override
+    from .course.ablate import ablate, summarize
+    from .engine.config import parse_override
 
     extra = dict(parse_override(o) for o in args.overrides) or None
     table = ablate(
@@ -120,7 +126,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import search_gallery
+    from .engine.search import search_gallery
 
     for rank, (vid, score, caption) in enumerate(
         search_gallery(args.query, args.checkpoint, args.profile, args.k), 1
@@ -170,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ablate",
         help="the paper's Table 4 / Table 5 variants over seeds, cached",
-        epilog="Variants: " + ", ".join(__import__("t2vlad_lib.ablate", fromlist=["VARIANTS"]).VARIANTS),
+        epilog="Variants: " + ", ".join(importlib.import_module("t2vlad_lib.course.ablate").VARIANTS),
     )
     p.add_argument("--profile", default="tutorial")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     exit with code 2, without a traceback."""
     import errno
 
-    from .checkpoint import RunLockError
+    from .core.checkpoint import RunLockError
 
     args = build_parser().parse_args(argv)
     try:

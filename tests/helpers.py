@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from t2vlad_lib.batch import TextBatch, VideoBatch
+from t2vlad_lib.core.batch import TextBatch, VideoBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "digitclips-sample"

@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 from helpers import small_run
 
-from t2vlad_lib import train as train_module
-from t2vlad_lib.ablate import (
+from t2vlad_lib.course.ablate import (
     LOSSES,
     TABLE4,
     TABLE5,
@@ -17,8 +16,9 @@ from t2vlad_lib.ablate import (
     verdict,
     without_defaults,
 )
-from t2vlad_lib.config import load_config
-from t2vlad_lib.losses import LOSS_NAMES
+from t2vlad_lib.engine import train as train_module
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.model.losses import LOSS_NAMES
 
 
 def test_variants_cover_the_papers_tables():
@@ -82,7 +82,7 @@ def test_verdict_needs_every_seed():
 def test_diagnosis_summary_pairs_seeds_against_the_base():
     import pandas as pd
 
-    from t2vlad_lib.ablate import diagnosis_summary
+    from t2vlad_lib.course.ablate import diagnosis_summary
 
     table = pd.DataFrame({
         "variant": ["port recipe"] * 3 + ["factor"] * 3,

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from helpers import DIMS, make_text, make_video, small_run
 
-from t2vlad_lib.alignment import pairwise_global_similarity
-from t2vlad_lib.baselines import BaselineConfig, MeanPool, MMTStyle
-from t2vlad_lib.batch import TextBatch, VideoBatch
-from t2vlad_lib.config import load_config
-from t2vlad_lib.index import chunked_topk
-from t2vlad_lib.losses import InfoNCELoss, make_ranking_loss
-from t2vlad_lib.model import T2VLAD, ModelConfig
+from t2vlad_lib.core.batch import TextBatch, VideoBatch
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.index import chunked_topk
+from t2vlad_lib.model.alignment import pairwise_global_similarity
+from t2vlad_lib.model.baselines import BaselineConfig, MeanPool, MMTStyle
+from t2vlad_lib.model.losses import InfoNCELoss, make_ranking_loss
+from t2vlad_lib.model.t2vlad import T2VLAD, ModelConfig
 
 
 def build(cls):
@@ -147,7 +147,7 @@ def test_config_arch_presets_and_new_keys():
 def test_tiny_albert_text_encoder_runs_t2vlad(monkeypatch):
     from transformers import AlbertConfig
 
-    from t2vlad_lib.text import TextEncoder, TextModelUnavailable, load_text_model, resolve_text_model
+    from t2vlad_lib.model.text import TextEncoder, TextModelUnavailable, load_text_model, resolve_text_model
 
     tokenizer = load_text_model("tiny-random-bert")[1]  # the shipped MiniLM's uncased WordPiece tokenizer
     albert = AlbertConfig(
@@ -180,7 +180,7 @@ def test_tiny_albert_text_encoder_runs_t2vlad(monkeypatch):
 
 
 def test_etva_profile_is_albert_t2vlad():
-    from t2vlad_lib.config import PROFILES_DIR, available_profiles
+    from t2vlad_lib.engine.config import PROFILES_DIR, available_profiles
 
     cfg = load_config(PROFILES_DIR / "extra" / "etva-msrvtt.yaml")  # by path: not a listed profile (untested)
     assert cfg.profile == "etva-msrvtt" and "etva-msrvtt" not in available_profiles()
@@ -189,8 +189,8 @@ def test_etva_profile_is_albert_t2vlad():
 
 @pytest.mark.slow
 def test_one_epoch_of_each_arch_on_the_sample(tmp_path, monkeypatch):
-    from t2vlad_lib.pipeline import prepare
-    from t2vlad_lib.train import train
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.train import train
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     base = small_run(epochs=1)

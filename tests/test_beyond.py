@@ -9,12 +9,12 @@ import pytest
 import torch
 from helpers import small_run
 
-from t2vlad_lib import train as train_module
-from t2vlad_lib.ablate import VARIANTS, ablate
-from t2vlad_lib.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
-from t2vlad_lib.evaluate import EvalSet
-from t2vlad_lib.matching import MatchingRecipe
-from t2vlad_lib.utils import time_in_turns, times_in_turns
+from t2vlad_lib.core.utils import time_in_turns, times_in_turns
+from t2vlad_lib.course.ablate import VARIANTS, ablate
+from t2vlad_lib.course.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
+from t2vlad_lib.engine import train as train_module
+from t2vlad_lib.engine.evaluate import EvalSet
+from t2vlad_lib.extensions.matching import MatchingRecipe
 
 
 def test_systems_reuse_the_ablation_presets_and_name_their_teachers():
@@ -53,10 +53,11 @@ class _Counting(torch.nn.Module):
 
 
 def test_query_seconds_times_queries_against_pre_encoded_galleries_in_turns(monkeypatch):
-    from t2vlad_lib import evaluate as ev
+    from t2vlad_lib.course import beyond
+    from t2vlad_lib.engine import evaluate as ev
 
     order = []
-    monkeypatch.setattr(ev, "encode_videos", lambda m, v, b: m.encode_video(v))
+    monkeypatch.setattr(beyond, "encode_videos", lambda m, v, b: m.encode_video(v))
     monkeypatch.setattr(ev, "encode_texts", lambda m, t, b: (order.append(m.tag), m.encode_text(t))[1])
     monkeypatch.setattr(ev, "similarity_matrix", lambda m, t, v: t @ v.T)
     data = EvalSet.__new__(EvalSet)
@@ -119,7 +120,7 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
 def test_compare_reads_shipped_summaries_without_models(tmp_path, monkeypatch):
     """A run installed as a summary (no best.pt) with its stored query.json needs no training and no model:
     the table takes the stored query time and size; without query.json the run is trained for them."""
-    from t2vlad_lib import shipped
+    from t2vlad_lib.course import shipped
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     extra = small_run(epochs=1)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2vlad_lib import pipeline
-from t2vlad_lib.checkpoint import CheckpointError, check_config, load_checkpoint, save_checkpoint
-from t2vlad_lib.config import (
+from t2vlad_lib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from t2vlad_lib.engine import pipeline
+from t2vlad_lib.engine.config import (
     PROFILES_DIR,
     SELECT_METRICS,
     ConfigError,
@@ -23,8 +23,9 @@ from t2vlad_lib.config import (
     from_dict,
     load_config,
 )
-from t2vlad_lib.losses import LOSS_NAMES, make_ranking_loss
-from t2vlad_lib.optim import OPTIMIZERS, Lookahead, make_optimizer, make_scheduler
+from t2vlad_lib.engine.runs import check_config
+from t2vlad_lib.model.losses import LOSS_NAMES, make_ranking_loss
+from t2vlad_lib.model.optim import OPTIMIZERS, Lookahead, make_optimizer, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
@@ -274,7 +275,7 @@ def test_run_directory_of_the_plain_profile_and_of_variants():
 
 def test_run_directory_is_stable_across_processes():
     code = (
-        "from t2vlad_lib.config import load_config\n"
+        "from t2vlad_lib.engine.config import load_config\n"
         "print(load_config('tutorial', ['model.num_clusters=16']).run_dir())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from t2vlad_lib.batch import TextBatch, VideoBatch
+from t2vlad_lib.core.batch import TextBatch, VideoBatch
 from t2vlad_lib.data import RetrievalDataset, WordTokenizer, load_split
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"

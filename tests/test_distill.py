@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import small_run
 
-from t2vlad_lib.distill import similarity_distillation_loss
-from t2vlad_lib.pipeline import corrupt_captions
+from t2vlad_lib.engine.pipeline import corrupt_captions
+from t2vlad_lib.extensions.distill import similarity_distillation_loss
 
 
 def test_hand_computed_2x2():
@@ -75,9 +75,9 @@ def test_caption_noise_swaps_exactly_the_fraction_with_other_videos(fraction):
 
 @pytest.mark.slow
 def test_trainer_with_noise_and_a_distillation_teacher(tmp_path, monkeypatch):
-    from t2vlad_lib.config import load_config
-    from t2vlad_lib.pipeline import prepare
-    from t2vlad_lib.train import train
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.train import train
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     base = {**small_run(epochs=1), "data.caption_noise": 0.25}

@@ -16,11 +16,11 @@ import pytest
 import torch
 from helpers import ROOT, small_run
 
-from t2vlad_lib import ablate
-from t2vlad_lib.config import load_config
-from t2vlad_lib.pipeline import prepare
-from t2vlad_lib.runs import build_model, load_run
-from t2vlad_lib.train import train, train_or_load
+from t2vlad_lib.course import ablate
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.pipeline import prepare
+from t2vlad_lib.engine.runs import build_model, load_run
+from t2vlad_lib.engine.train import train, train_or_load
 
 TUNED = {"text.freeze": False, "text.cache_states": False, "text.lr": 1e-4}
 
@@ -78,7 +78,7 @@ def test_run_variant_with_shared_fine_tuned_data(tmp_path, monkeypatch):
     data = ablate.shared_data({}, cfg)
     pretrained = _weights(data.text_encoder)
     base = ablate.run_variant("tutorial", {}, 0, tmp_path, extra, data=data)
-    from t2vlad_lib import train as train_module
+    from t2vlad_lib.engine import train as train_module
 
     def boom(*a, **k):
         raise AssertionError("a test-time variant must reuse its base's run")
@@ -97,7 +97,7 @@ FINETUNE_KEYS = {"text.freeze", "text.cache_states", "text.finetune_top_layers",
 
 
 def test_finetune_profile_differs_from_tutorial_only_in_the_text_section():
-    from t2vlad_lib.config import available_profiles, config_diff
+    from t2vlad_lib.engine.config import available_profiles, config_diff
 
     base, tuned = load_config("tutorial"), load_config("tutorial-finetune")
     assert "tutorial-finetune" in available_profiles() and tuned.profile == "tutorial-finetune"
@@ -130,7 +130,7 @@ def _layer(name: str) -> str | None:
 
 @pytest.mark.slow
 def test_gradients_reach_exactly_the_fine_tuned_minilm_layers(minilm_run):
-    from t2vlad_lib.losses import make_ranking_loss
+    from t2vlad_lib.model.losses import make_ranking_loss
 
     cfg, data, _, _ = minilm_run
     model = build_model(cfg, data).train()
@@ -151,7 +151,7 @@ def test_gradients_reach_exactly_the_fine_tuned_minilm_layers(minilm_run):
 
 @pytest.mark.slow
 def test_fine_tuning_changes_the_layers_with_the_text_lr(minilm_run):
-    from t2vlad_lib.checkpoint import load_checkpoint
+    from t2vlad_lib.core.checkpoint import load_checkpoint
 
     cfg, data, pretrained, res = minilm_run
     last = load_checkpoint(res.run_dir / "last.pt")
@@ -171,7 +171,7 @@ def test_fine_tuning_changes_the_layers_with_the_text_lr(minilm_run):
 
 @pytest.mark.slow
 def test_a_fine_tuned_checkpoint_reloads_and_reproduces_its_test_metrics(minilm_run, monkeypatch):
-    from t2vlad_lib.evaluate import evaluate
+    from t2vlad_lib.engine.evaluate import evaluate
 
     cfg, _, pretrained, res = minilm_run
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t2vlad_lib.batch import TextBatch, VideoBatch
-from t2vlad_lib.index import (
+from t2vlad_lib.core.batch import TextBatch, VideoBatch
+from t2vlad_lib.engine.index import (
     FaissIndex,
     GalleryIndex,
     chunked_topk,
@@ -16,7 +16,7 @@ from t2vlad_lib.index import (
     search_texts,
     search_videos,
 )
-from t2vlad_lib.model import T2VLAD, ModelConfig
+from t2vlad_lib.model.t2vlad import T2VLAD, ModelConfig
 
 DIMS = {"appearance": 7, "motion": 5, "audio": 4}
 LENGTHS = {"appearance": 4, "motion": 3, "audio": 2}

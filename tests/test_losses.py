@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from t2vlad_lib.losses import (
+from t2vlad_lib.model.losses import (
     HardestNegativeRankingLoss,
     InfoNCELoss,
     MaxMarginRankingLoss,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import small_run
 
-from t2vlad_lib.matching import (
+from t2vlad_lib.extensions.matching import (
     MatchingHead,
     MatchingRecipe,
     all_pair_logits,
@@ -154,11 +154,11 @@ def test_recipe_negatives_follow_the_softmax_of_the_dual_similarities():
 
 @pytest.mark.slow
 def test_train_matching_on_the_sample(tmp_path, monkeypatch):
-    from t2vlad_lib.config import load_config
-    from t2vlad_lib.distill import load_teacher
-    from t2vlad_lib.matching import train_matching
-    from t2vlad_lib.pipeline import prepare
-    from t2vlad_lib.train import train
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.train import train
+    from t2vlad_lib.extensions.distill import load_teacher
+    from t2vlad_lib.extensions.matching import train_matching
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     cfg = load_config("fast", small_run(tmp_path / "dual", epochs=1))

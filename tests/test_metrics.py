@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from t2vlad_lib.metrics import (
+from t2vlad_lib.core.metrics import (
     METRIC_KEYS,
     format_metrics_table,
     metrics_dataframe,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from t2vlad_lib.batch import VideoBatch
-from t2vlad_lib.mmt import MMTVideoEncoder
+from t2vlad_lib.core.batch import VideoBatch
+from t2vlad_lib.model.mmt import MMTVideoEncoder
 
 DIMS = {"appearance": 7, "motion": 5, "audio": 4}
 LENGTHS = {"appearance": 4, "motion": 3, "audio": 2}

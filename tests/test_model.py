@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from helpers import DIMS, make_text, make_video
 
-from t2vlad_lib.alignment import global_similarity, pairwise_global_similarity
-from t2vlad_lib.model import T2VLAD, ModelConfig
-from t2vlad_lib.video import GatedEmbeddingUnit, VideoEncoder
+from t2vlad_lib.model.alignment import global_similarity, pairwise_global_similarity
+from t2vlad_lib.model.t2vlad import T2VLAD, ModelConfig
+from t2vlad_lib.model.video import GatedEmbeddingUnit, VideoEncoder
 
 
 def make_model(**kw):

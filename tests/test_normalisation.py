@@ -10,9 +10,9 @@ import pytest
 import torch
 from helpers import SAMPLE, small_run
 
-from t2vlad_lib.evaluate import evaluate, retrieval_metrics
-from t2vlad_lib.metrics import t2v_ranks
-from t2vlad_lib.normalisation import (
+from t2vlad_lib.core.metrics import t2v_ranks
+from t2vlad_lib.engine.evaluate import evaluate, retrieval_metrics
+from t2vlad_lib.extensions.normalisation import (
     dual_softmax,
     hubness,
     k_occurrence,
@@ -254,9 +254,9 @@ def test_bad_inputs_are_clear_errors(call, message):
 def test_normalisation_table_on_the_sample(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from t2vlad_lib.config import load_config
-    from t2vlad_lib.pipeline import prepare
-    from t2vlad_lib.runs import build_model
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.runs import build_model
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     assert SAMPLE.is_dir()

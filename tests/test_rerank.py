@@ -6,8 +6,15 @@ import math
 import pytest
 import torch
 
-from t2vlad_lib.evaluate import retrieval_metrics
-from t2vlad_lib.rerank import fuse, rerank, rerank_scored, select_rerank, standardise, top_candidates
+from t2vlad_lib.engine.evaluate import retrieval_metrics
+from t2vlad_lib.extensions.rerank import (
+    fuse,
+    rerank,
+    rerank_scored,
+    select_rerank,
+    standardise,
+    top_candidates,
+)
 
 
 def test_standardise_rows():

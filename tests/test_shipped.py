@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from t2vlad_lib import course, shipped
-from t2vlad_lib.config import from_dict, load_config
+from t2vlad_lib import course
+from t2vlad_lib.course import shipped
+from t2vlad_lib.engine.config import from_dict, load_config
 
 MANIFEST = shipped.manifest()
 
@@ -43,8 +44,8 @@ def test_shipped_folder_stays_small():
 
 
 def test_an_empty_run_directory_is_filled_from_the_shipped_run(tmp_path, capsys, monkeypatch):
-    from t2vlad_lib.runs import is_finished
-    from t2vlad_lib.train import ensure_trained
+    from t2vlad_lib.engine.runs import is_finished
+    from t2vlad_lib.engine.train import ensure_trained
 
     monkeypatch.delenv("T2VLAD_RETRAIN", raising=False)
     cfg = load_config("tutorial", {"out_dir": str(tmp_path / "{profile}-seed{seed}")})
@@ -59,8 +60,8 @@ def test_an_empty_run_directory_is_filled_from_the_shipped_run(tmp_path, capsys,
 @pytest.mark.parametrize("name", sorted(course.CHECKPOINTS))
 def test_shipped_weights_give_the_recorded_metrics(name):
     """Re-evaluate the float16 weights on the test split (generates the full DigitClips once if needed)."""
-    from t2vlad_lib.evaluate import evaluate
-    from t2vlad_lib.runs import load_run
+    from t2vlad_lib.engine.evaluate import evaluate
+    from t2vlad_lib.engine.runs import load_run
 
     entry = MANIFEST["runs"][name]
     run = load_run(Path(shipped.SHIPPED_DIR) / name / shipped.CHECKPOINT)

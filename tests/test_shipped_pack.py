@@ -8,11 +8,11 @@ import pytest
 import torch
 from helpers import small_run
 
-from t2vlad_lib import shipped
-from t2vlad_lib.config import load_config
-from t2vlad_lib.evaluate import evaluate
-from t2vlad_lib.runs import load_run, run_state
-from t2vlad_lib.train import ensure_trained, train
+from t2vlad_lib.course import shipped
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.evaluate import evaluate
+from t2vlad_lib.engine.runs import load_run, run_state
+from t2vlad_lib.engine.train import ensure_trained, train
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +77,7 @@ def test_a_summary_is_enough_for_tables_but_not_for_a_model(packed, tmp_path, mo
     monkeypatch.setattr(shipped.install, "__defaults__", (base / "shipped", True))
     here = load_config("fast", small_run(tmp_path / "b", epochs=1, seed=1))
     calls = []
-    monkeypatch.setattr("t2vlad_lib.train.train", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr("t2vlad_lib.engine.train.train", lambda *a, **k: calls.append(k))
     ensure_trained(here, progress=False, need_model=False)
     assert run_state(here.run_dir(), here) == "summary" and not calls
     original = json.loads((cfgs["b"].run_dir() / "results.json").read_text())

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from t2vlad_lib.data.labels import token_frames, token_labels
-from t2vlad_lib.specialisation import caption_words, nmi, video_specialisation
+from t2vlad_lib.extensions.specialisation import caption_words, nmi, video_specialisation
 
 
 def test_nmi_by_hand_and_against_scikit_learn():

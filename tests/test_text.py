@@ -16,8 +16,8 @@ from helpers import small_run
 from torch import nn
 from transformers import AlbertConfig, BertConfig, BertTokenizer
 
-from t2vlad_lib.batch import TextBatch
-from t2vlad_lib.text import (
+from t2vlad_lib.core.batch import TextBatch
+from t2vlad_lib.model.text import (
     TextEncoder,
     TextModelUnavailable,
     encode_captions_cached,
@@ -350,8 +350,8 @@ def test_full_disk_leaves_no_temp_file(tmp_path, monkeypatch, how):
 
 @pytest.mark.slow
 def test_text_state_cache_name_has_protocol_and_caption_hash(tmp_path, monkeypatch):
-    from t2vlad_lib.config import load_config
-    from t2vlad_lib.pipeline import prepare
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path))
     states = tmp_path / "text-states"

@@ -14,9 +14,9 @@ import pytest
 import torch
 from helpers import small_run
 
-from t2vlad_lib.checkpoint import CheckpointError, load_checkpoint
-from t2vlad_lib.config import load_config
-from t2vlad_lib.train import train
+from t2vlad_lib.core.checkpoint import CheckpointError, load_checkpoint
+from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data_samples" / "msrvtt-fixture"
@@ -158,7 +158,7 @@ def test_msrvtt_profile_runs_a_few_steps_on_the_released_layout_fixture(tmp_path
 
 
 def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
-    from t2vlad_lib import train as train_module
+    from t2vlad_lib.engine import train as train_module
 
     cfg = load_config("fast", small(tmp_path / "tol", epochs=1))
     model, data, res = train_module.train_or_load(cfg, progress=False)
@@ -195,7 +195,7 @@ def test_cli_evaluate_and_search_a_checkpoint(tmp_path):
 
 
 def test_a_second_process_cannot_train_into_a_locked_run_dir(tmp_path):
-    from t2vlad_lib.checkpoint import run_lock
+    from t2vlad_lib.core.checkpoint import run_lock
 
     cfg = load_config("fast", small(tmp_path / "run"))
     with run_lock(cfg.run_dir()) as lock:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t2vlad_lib.vlad import CrossModalVLAD, NetVLAD, kmeans, masked_max, vlad
+from t2vlad_lib.model.vlad import CrossModalVLAD, NetVLAD, kmeans, masked_max, vlad
 
 
 def _tokens(B=3, N=6, D=5, seed=0, dtype=torch.float32):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .experts import quantize
 from .render import COLOURS, SCENES, SIZE, SIZES, digit_alpha, digit_images, scene_image
 
 __all__ = [
@@ -231,8 +232,6 @@ def appearance_features(model: AppearanceCNN | ExactCNN, videos: np.ndarray, str
     """Appearance expert: videos (V, N_FRAMES, H, W, 3) uint8 -> (V, N_FRAMES // stride, 64) float32.
 
     With an :class:`AppearanceCNN` it runs the exact integer version of it (:class:`ExactCNN`)."""
-    from .experts import quantize
-
     exact = model if isinstance(model, ExactCNN) else ExactCNN(model)
     sub = videos[:, ::stride]
     v, t = sub.shape[:2]

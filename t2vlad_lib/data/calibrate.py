@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .captions import match, parse_bag, video_bag
+from .captions import encode_pool, match, parse_bag, video_bag
 from .digitclips import read_attributes
 from .released import load_split
 
@@ -36,8 +36,6 @@ def _queries(root: Path, split: str, protocol: str):
 def oracle_r1(root: str | Path, split: str = "test", protocol: str = "all",
               kind: str = "structured") -> float:
     """R@1 (percent) of the attribute oracle on a DigitClips directory (needs ``attributes.json``)."""
-    from .captions import encode_pool
-
     root = Path(root)
     _, specs, rows = _queries(root, split, protocol)
     if kind == "structured":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..batch import TextBatch, VideoBatch
+from ..core.batch import TextBatch, VideoBatch
 from .released import SplitData
 
 __all__ = ["RetrievalBatch", "RetrievalDataset", "WordTokenizer"]

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import cache_dir, is_fast
+from ..core.utils import cache_dir, is_fast
+from .appearance import ExactCNN, appearance_features, load_appearance_cnn
 from .captions import encode_pool, make_captions
 from .experts import EXPERT_SHAPES, audio_features, motion_features, scene_features
 from .render import render_audio, render_frames, sample_spec
@@ -66,8 +67,6 @@ def render(video_id: str, seed: int = 0, max_shots: int = 3) -> tuple[np.ndarray
 def _features_chunk(args: tuple) -> list[tuple]:
     """Worker: all four experts and the captions of a chunk of videos."""
     import torch
-
-    from .appearance import ExactCNN, appearance_features, load_appearance_cnn
 
     indices, seed, n_captions, pools, max_shots = args
     threads = torch.get_num_threads()
@@ -219,7 +218,7 @@ def ensure_digitclips(fast: bool | None = None, seed: int = 0, root: str | Path 
     Args:
         fast: FAST variant (200/50/100 videos) instead of full (3000/500/1000); default ``T2VLAD_FAST``.
         seed: generation seed.
-        root: parent directory (default ``t2vlad_lib.utils.cache_dir()``).
+        root: parent directory (default ``t2vlad_lib.core.utils.cache_dir()``).
     """
     fast = is_fast() if fast is None else fast
     out = dataset_dir(fast, seed, root, max_shots)

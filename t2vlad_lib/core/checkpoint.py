@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RUNTIME_KEYS, config_diff
-
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
@@ -33,7 +31,6 @@ __all__ = [
     "set_rng_state",
     "CheckpointError",
     "RunLockError",
-    "check_config",
     "run_lock",
     "atomic_write_text",
 ]
@@ -147,28 +144,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if payload_digest(payload) != payload["sha256"]:
         raise CheckpointError(f"checkpoint {path} is corrupted: its content does not match its sha256 digest")
     return payload
-
-
-def check_config(
-    path: str | Path, saved: dict[str, Any], current: dict[str, Any], allow: tuple[str, ...] = ()
-) -> None:
-    """Refuse a checkpoint whose config differs from the current one (runtime-only keys and ``allow``,
-    e.g. ``("epochs",)`` to extend a run on resume, excepted)."""
-    skip = set(RUNTIME_KEYS) | set(allow)
-    diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in skip]
-    if diff:
-        details = ", ".join(
-            f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff
-        )
-        raise CheckpointError(f"checkpoint {path} was made with another config; mismatching keys: {details}")
-
-
-def _get(d: dict, dotted: str) -> Any:
-    for k in dotted.split("."):
-        if not isinstance(d, dict) or k not in d:
-            return "<absent>"
-        d = d[k]
-    return d
 
 
 @contextmanager

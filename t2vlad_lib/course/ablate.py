@@ -15,8 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from .checkpoint import atomic_write_text
-from .config import TrainConfig, load_config
+from ..core.checkpoint import atomic_write_text
+from ..data.digitclips import read_attributes
+from ..engine.config import TrainConfig, load_config
+from ..engine.evaluate import evaluate
+from ..engine.pipeline import prepare
+from ..engine.runs import load_run, read_results
+from ..engine.train import ensure_trained
+from ..extensions.specialisation import specialisation
 
 __all__ = [
     "VARIANTS",
@@ -154,8 +160,6 @@ def variant_config(
 def shared_data(cache: dict[str, Any], cfg: TrainConfig, verbose: bool = False):
     """The prepared data of ``cfg``, shared through ``cache`` by every run whose data and text sections are
     equal (and, with caption noise, whose seed is: the swapped captions depend on it)."""
-    from .pipeline import prepare
-
     raw = cfg.to_dict()
     key = json.dumps({"data": raw["data"], "text": raw["text"],
                       "seed": cfg.seed if cfg.data.caption_noise else None}, sort_keys=True)
@@ -178,9 +182,6 @@ def run_variant(
 
     Test-time-only variants reuse the trained run of their base and re-evaluate its best checkpoint.
     """
-    from .evaluate import evaluate
-    from .runs import load_run, read_results
-    from .train import ensure_trained
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
     test_time = any(k in TEST_ONLY_KEYS for k in overrides)
@@ -299,9 +300,6 @@ def diagnose(
     """Train (cached) each variant x seed like :func:`ablate` and measure how its centers specialise
     (:func:`specialisation.specialisation` on the test set); write ``diagnosis.csv`` in ``out_dir`` after
     every run and return the long table (variant, seed, test metrics, the specialisation summary)."""
-    from .data.digitclips import read_attributes
-    from .runs import load_run
-    from .specialisation import specialisation
 
     variants = DIAGNOSIS if variants is None else variants
     root = Path(out_dir)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batch import VideoBatch
+from ..core.batch import VideoBatch
 from .video import validate_video_batch
 from .vlad import masked_max
 

@@ -31,7 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .batch import TextBatch, VideoBatch
+from ..core.batch import TextBatch, VideoBatch
+from ..core.checkpoint import atomic_write_text, save_checkpoint
+from ..core.utils import seed_everything, time_in_turns
+from ..engine.evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
+from ..engine.pipeline import prepare
+from ..engine.runs import load_run
+from .rerank import rerank_scored, select_rerank, top_candidates
 
 __all__ = [
     "MatchingHead",
@@ -377,12 +383,6 @@ def train_matching(
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
             dual's); its summary goes to the same name with ``.json``.
     """
-    from .checkpoint import atomic_write_text, save_checkpoint
-    from .evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
-    from .pipeline import prepare
-    from .rerank import rerank_scored, select_rerank, top_candidates
-    from .runs import load_run
-    from .utils import seed_everything, time_in_turns
 
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)

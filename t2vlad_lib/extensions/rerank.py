@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .evaluate import retrieval_metrics
+from ..engine.evaluate import retrieval_metrics
 
 __all__ = [
     "standardise", "fuse", "top_candidates", "rerank_scored", "rerank", "RerankChoice", "select_rerank",

@@ -38,10 +38,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..core.checkpoint import atomic_write_text
+from ..core.utils import time_in_turns
+from ..engine.config import load_config
+from ..engine.evaluate import encode_videos, query_topk
+from ..engine.runs import load_run, read_results
+from ..engine.train import ensure_trained, installed_state
+from ..extensions.matching import RECIPE, MatchingRecipe, train_matching
 from .ablate import VARIANTS, shared_data, variant_config
-from .checkpoint import atomic_write_text
-from .config import load_config
-from .matching import RECIPE, MatchingRecipe
+from .shipped import machine
 
 __all__ = ["System", "SYSTEMS", "NOISE", "FINETUNE", "FINETUNED", "finetune_overrides", "system_config",
            "compare", "query_seconds", "trainable_parameters"]
@@ -106,8 +111,6 @@ def query_seconds(
     against the N_v gallery videos, encoded beforehand and not timed (as an index holds them), top-10
     included. The models take turns round after round and each gets its median over ``rounds``, so a
     change of machine load affects all of them alike (timing one model after another does not)."""
-    from .evaluate import encode_videos, query_topk
-    from .utils import time_in_turns
 
     modes = {name: model.training for name, (model, _) in models.items()}
     try:
@@ -149,8 +152,6 @@ def _ready(cfg, need_model: Callable[[], bool]) -> bool:
     """True when ``cfg``'s run needs no training: finished, or a shipped summary when ``need_model()`` is
     False, asked after an empty directory got its shipped run (``train.installed_state``), whose files
     (``query.json``, a re-ranker's summary) decide it."""
-    from .train import installed_state
-
     state = installed_state(cfg)
     return state == "finished" or (state == "summary" and not need_model())
 
@@ -172,9 +173,6 @@ def compare(
     only when neither a finished run nor its shipped summary is there; its model is loaded only to measure
     query times (module docstring).
     """
-    from .runs import load_run, read_results
-    from .shipped import machine
-    from .train import ensure_trained
 
     names = list(SYSTEMS) if systems is None else list(systems)
     unknown = [n for n in names if n not in SYSTEMS]
@@ -250,8 +248,6 @@ def _rerank(cfg, row: dict[str, Any], recipe: MatchingRecipe, data) -> dict[str,
     """``row`` with t2v re-ranked by a matching head (trained on ``cfg``'s best.pt when its summary is
     missing; v2t stays the dual encoder's), the head's parameters and training seconds added, its k head
     passes per query added to the query time, and the validation-chosen k and fusion weight."""
-    from .matching import train_matching
-
     path = recipe.summary_path(cfg.run_dir())
     if not path.exists():
         train_matching(cfg, cfg.run_dir() / "best.pt", recipe, data=data, out=path.with_suffix(".pt"))

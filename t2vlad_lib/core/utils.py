@@ -1,4 +1,5 @@
-"""One of each: seed, device, FAST switch, plotting style (the course's `setup_book`)."""
+"""One of each: seed, device, FAST switch, cache directory, timing in turns. (The figure style is the
+course's: ``course.style``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "set_plot_style", "cache_dir",
+__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "cache_dir",
            "times_in_turns", "time_in_turns"]
 
 
@@ -55,33 +56,6 @@ def cache_dir() -> str:
     path = os.environ.get("T2VLAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "t2vlad")
     os.makedirs(path, exist_ok=True)
     return path
-
-
-def set_plot_style(dpi: int = 80) -> None:
-    """The one figure style of the course: seaborn-like whitegrid, modest dpi PNGs, readable fonts."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update(
-        {
-            "figure.dpi": dpi,
-            "savefig.dpi": dpi,
-            "figure.figsize": (6.0, 3.6),
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.titlesize": 11,
-            "axes.labelsize": 10,
-            "legend.frameon": False,
-            "image.cmap": "viridis",
-        }
-    )
-    try:  # PNG output in notebooks keeps the files small
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-        set_matplotlib_formats("png")
-    except Exception:  # pragma: no cover - outside IPython
-        pass
 
 
 def times_in_turns(

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..core.batch import TextBatch, VideoBatch
 from .alignment import GlobalTextHead, global_similarity, local_similarity
-from .batch import TextBatch, VideoBatch
 from .video import VideoEncoder
 from .vlad import CrossModalVLAD
 
@@ -128,7 +128,7 @@ class T2VLAD(nn.Module):
     Args:
         config: :class:`ModelConfig`.
         text_encoder: a module with ``forward(input_ids (B, L), attention_mask (B, L)) -> (states
-            (B, L, H), mask (B, L))`` and ``hidden_size == config.text_dim`` (see ``t2vlad_lib.text``).
+            (B, L, H), mask (B, L))`` and ``hidden_size == config.text_dim`` (see ``t2vlad_lib.model.text``).
     """
 
     def __init__(self, config: ModelConfig, text_encoder: nn.Module | None = None):

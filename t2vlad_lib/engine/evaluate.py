@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .batch import TextBatch, VideoBatch
-from .metrics import t2v_metrics, v2t_metrics
-from .model import T2VLAD, TextEmbeddings, VideoEmbeddings
+from ..core.batch import TextBatch, VideoBatch
+from ..core.metrics import t2v_metrics, v2t_metrics
+from ..model.t2vlad import T2VLAD, TextEmbeddings, VideoEmbeddings
 
 __all__ = ["EvalSet", "encode_texts", "encode_videos", "similarity_matrix", "query_topk", "retrieval_metrics",
            "evaluate"]
@@ -98,7 +98,7 @@ def query_topk(
 def retrieval_metrics(sims: torch.Tensor, query_masks: torch.Tensor) -> dict[str, float]:
     """(N_t, N_v) similarities of the real captions -> ``t2v_R1`` ... ``v2t_MeanR``.
 
-    The rows are spread into the (N_v * C, N_v) layout of :mod:`t2vlad_lib.metrics`; missing caption
+    The rows are spread into the (N_v * C, N_v) layout of :mod:`t2vlad_lib.core.metrics`; missing caption
     slots are NaN rows that the query masks exclude.
     """
     n_v, caps = query_masks.shape

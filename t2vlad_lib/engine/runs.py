@@ -24,14 +24,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from .baselines import BaselineConfig, MeanPool, MMTStyle
-from .checkpoint import CheckpointError, load_checkpoint
+from ..core.checkpoint import CheckpointError, load_checkpoint
+from ..model.baselines import BaselineConfig, MeanPool, MMTStyle
+from ..model.t2vlad import T2VLAD
 from .config import RUNTIME_KEYS, TrainConfig, config_diff, from_dict
-from .model import T2VLAD
 from .pipeline import Prepared, prepare
 
-__all__ = ["ARCHITECTURES", "build_model", "checkpoint_file", "read_results", "is_finished", "run_state",
+__all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config",
+           "build_model", "checkpoint_file", "read_results", "is_finished", "run_state",
            "load_weights", "LoadedRun", "load_run"]
+
+
+# Where a finished run can come from without training, tried in order when a run directory is empty
+# (``train.installed_state``): callables(cfg) -> True when they filled ``cfg.run_dir()``. The course registers
+# its shipped runs (``course.shipped.install``); the engine knows none.
+RUN_SOURCES: list[Callable[[TrainConfig], bool]] = []
+
+
+def register_run_source(source: Callable[[TrainConfig], bool]) -> None:
+    """Add ``source(cfg) -> bool`` to :data:`RUN_SOURCES` (once)."""
+    if source not in RUN_SOURCES:
+        RUN_SOURCES.append(source)
 
 
 def _t2vlad(cfg: TrainConfig, data: Prepared) -> nn.Module:
@@ -142,6 +155,28 @@ def load_weights(
         f"{cfg.text.model!r}): {'; '.join(p for p in parts if p)}. Were the features or the text encoder "
         "changed since it was trained?"
     )
+
+
+def check_config(
+    path: str | Path, saved: dict[str, Any], current: dict[str, Any], allow: tuple[str, ...] = ()
+) -> None:
+    """Refuse a checkpoint whose config differs from the current one (runtime-only keys and ``allow``,
+    e.g. ``("epochs",)`` to extend a run on resume, excepted)."""
+    skip = set(RUNTIME_KEYS) | set(allow)
+    diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in skip]
+    if diff:
+        details = ", ".join(
+            f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff
+        )
+        raise CheckpointError(f"checkpoint {path} was made with another config; mismatching keys: {details}")
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for k in dotted.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return "<absent>"
+        d = d[k]
+    return d
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The training loop: plain PyTorch, CPU or CUDA (mixed precision there), torchrun DDP, exact resume.
 
-    from t2vlad_lib.train import train
+    from t2vlad_lib.engine.train import train
     result = train(load_config("tutorial"))          # or: python -m t2vlad_lib train --profile tutorial
 
 Each epoch: one random caption per training video (drawn from a generator seeded by (seed, epoch),
@@ -37,31 +37,51 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batch import TextBatch, VideoBatch
-from .checkpoint import (
+from ..core.batch import TextBatch, VideoBatch
+from ..core.checkpoint import (
     atomic_write_text,
-    check_config,
     load_checkpoint,
     rng_state,
     run_lock,
     save_checkpoint,
     set_rng_state,
 )
+from ..core.utils import get_device, seed_everything
+from ..model.losses import make_ranking_loss
+from ..model.optim import make_optimizer, make_scheduler, optimizer_step
 from .config import TrainConfig
 from .evaluate import evaluate
-from .losses import make_ranking_loss
-from .optim import make_optimizer, make_scheduler, optimizer_step
 from .pipeline import Prepared, prepare
-from .runs import build_model, load_weights, read_results, run_state
-from .specialisation import assignment_stats
-from .utils import get_device, seed_everything
+from .runs import RUN_SOURCES, build_model, check_config, load_run, load_weights, read_results, run_state
 
-__all__ = ["train", "installed_state", "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
+__all__ = ["train", "register_loss_terms", "config_terms",
+           "installed_state", "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
            "RunExistsError", "build_model", "assignment_stats"]
 
 # An extra loss term: (sims (B_t, B_v), text, video) -> scalar, added to the ranking loss.
 LossTerm = Callable[[torch.Tensor, TextBatch, VideoBatch], torch.Tensor]
 RUN_FILES = ("best.pt", "last.pt", "results.json", "history.csv", "history.json", "config.json")
+
+
+# Extra loss terms a config section asks for, registered by the extension that provides them (``distill``
+# registers "distill"): section -> builder(cfg, data, device) -> [LossTerm]. The trainer knows no extension.
+LOSS_TERMS: dict[str, Callable[..., list[LossTerm]]] = {}
+
+
+def register_loss_terms(section: str, builder: Callable[..., list[LossTerm]]) -> None:
+    """Let ``builder(cfg, data, device)`` add the loss terms that config section ``section`` asks for."""
+    LOSS_TERMS[section] = builder
+
+
+def config_terms(cfg: TrainConfig, data: Prepared, device: torch.device) -> list[LossTerm]:
+    """The extra loss terms ``cfg`` asks for (distillation when ``distill.weight > 0``), from the registered
+    builders; a section that asks for terms no imported extension provides is an error, not a silent no-op."""
+    if cfg.distill.weight > 0 and "distill" not in LOSS_TERMS:
+        raise RuntimeError(
+            "distill.weight > 0, but no extension registered the distillation term: "
+            "import t2vlad_lib.extensions first (the CLI and the course do)"
+        )
+    return [term for build in LOSS_TERMS.values() for term in build(cfg, data, device)]
 
 
 class RunExistsError(ValueError):
@@ -179,8 +199,6 @@ def _train(
     scheduler = make_scheduler(optimizer, cfg.optim.decay, cfg.optim.decay_every)
     loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
     if extra_terms is None:
-        from .distill import config_terms  # the config's own extra terms (distillation)
-
         extra_terms = config_terms(cfg, data, device)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -307,6 +325,35 @@ def _train(
     return result
 
 
+@torch.no_grad()
+def assignment_stats(model, data, max_items: int = 512) -> dict[str, Any]:
+    """Mean assignment entropy (nats, over the K real centers renormalised) and center usage of the text
+    and video tokens of up to ``max_items`` validation items (the training log): are some centers dead?
+    Empty for models without a cross-modal VLAD (the baselines)."""
+    if not hasattr(model, "vlad") or not hasattr(model, "video_encoder"):
+        return {}
+    evalset = data.val or data.test
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        tokens, tmask = model.text_tokens(evalset.texts.index(slice(0, max_items)).to(dev))
+        _, ta = model.vlad.encode_text(tokens, tmask, return_assignments=True)
+        enc = model.video_encoder(evalset.videos.index(slice(0, max_items)).to(dev))
+        _, va = model.vlad.encode_video(enc.tokens, enc.token_mask, return_assignments=True)
+    finally:
+        model.train(was_training)
+    out: dict[str, Any] = {}
+    for side, a, m in (("text", ta, tmask), ("video", va, enc.token_mask)):
+        if a is None:
+            continue
+        a = a[m]  # (n_tokens, K)
+        p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
+        out[f"{side}_entropy"] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+        out[f"{side}_usage"] = (a.sum(0) / a.sum()).tolist()
+    return out
+
+
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     import pandas as pd
 
@@ -325,12 +372,11 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
 
 
 def installed_state(cfg: TrainConfig) -> str:
-    """``runs.run_state`` of ``cfg``'s run directory after an empty one got the shipped run of ``cfg``, if
-    there is one (``shipped.install``; ``T2VLAD_RETRAIN=1`` skips it): what is there without training."""
-    from . import shipped
-
+    """``runs.run_state`` of ``cfg``'s run directory after an empty one got the run of ``cfg`` from a
+    registered source (``runs.RUN_SOURCES``: the course's shipped runs), if one has it: what is there
+    without training."""
     state = run_state(cfg.run_dir(), cfg)
-    if state == "empty" and shipped.install(cfg):
+    if state == "empty" and any(source(cfg) for source in RUN_SOURCES):
         state = run_state(cfg.run_dir(), cfg)
     return state
 
@@ -360,8 +406,6 @@ def train_or_load(cfg: TrainConfig, data: Prepared | None = None, progress: bool
 
     Returns (model in eval mode with the best weights, prepared data, results dict).
     """
-    from .runs import load_run
-
     ensure_trained(cfg, data, progress)
     run = load_run(cfg.run_dir(), data=data, cfg=cfg, verbose=progress)
     return run.model, run.data, run.results

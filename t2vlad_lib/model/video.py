@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batch import VideoBatch
+from ..core.batch import VideoBatch
 from .vlad import masked_max
 
 __all__ = ["GatedEmbeddingUnit", "VideoEncoder", "VideoTokens", "validate_video_batch"]

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.captions import LEXICON
-from .data.labels import TOKEN_ATTRIBUTES, token_labels
+from ..data.captions import LEXICON
+from ..data.labels import TOKEN_ATTRIBUTES, token_labels
 
-__all__ = ["KINDS", "CONTENT", "content_ceiling", "nmi", "caption_words", "assignment_stats", "Assignments",
+__all__ = ["KINDS", "CONTENT", "content_ceiling", "nmi", "caption_words", "Assignments",
            "assignments", "video_specialisation", "Specialisation", "specialisation"]
 
 KINDS = ("digit", "colour", "size", "motion", "scene", "sound")
@@ -79,35 +79,6 @@ def caption_words(tokenizer, input_ids: torch.Tensor) -> list[str]:
         for j in group:
             words[j] = word
     return words
-
-
-@torch.no_grad()
-def assignment_stats(model, data, max_items: int = 512) -> dict[str, Any]:
-    """Mean assignment entropy (nats, over the K real centers renormalised) and center usage of the text
-    and video tokens of up to ``max_items`` validation items (the training log): are some centers dead?
-    Empty for models without a cross-modal VLAD (the baselines)."""
-    if not hasattr(model, "vlad") or not hasattr(model, "video_encoder"):
-        return {}
-    evalset = data.val or data.test
-    dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        tokens, tmask = model.text_tokens(evalset.texts.index(slice(0, max_items)).to(dev))
-        _, ta = model.vlad.encode_text(tokens, tmask, return_assignments=True)
-        enc = model.video_encoder(evalset.videos.index(slice(0, max_items)).to(dev))
-        _, va = model.vlad.encode_video(enc.tokens, enc.token_mask, return_assignments=True)
-    finally:
-        model.train(was_training)
-    out: dict[str, Any] = {}
-    for side, a, m in (("text", ta, tmask), ("video", va, enc.token_mask)):
-        if a is None:
-            continue
-        a = a[m]  # (n_tokens, K)
-        p = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
-        out[f"{side}_entropy"] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-        out[f"{side}_usage"] = (a.sum(0) / a.sum()).tolist()
-    return out
 
 
 @dataclass

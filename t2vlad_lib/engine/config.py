@@ -17,7 +17,7 @@ problems of a config are raised together as one :class:`ConfigError`, one line p
 Run directories: ``runs/{profile}-seed{seed}`` for a profile as it is; a ``--set`` variant trains into
 ``runs/{profile}-<6 hex>-seed{seed}`` of its own (``load_config``).
 
-``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``t2vlad_lib.baselines``).
+``arch`` picks the model the trainer builds ("t2vlad", "ce", "mmt", "meanpool"; ``model.baselines``).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from typing import Any
 
 import yaml
 
-from .baselines import ARCH_PRESETS, ARCHES
-from .losses import LOSS_NAMES
-from .metrics import METRIC_KEYS
-from .model import ModelConfig
-from .optim import OPTIMIZERS
-from .vlad import BN_SHARING, SHARING_MODES, VIDEO_ASSIGNMENTS
+from ..core.metrics import METRIC_KEYS
+from ..model.baselines import ARCH_PRESETS, ARCHES
+from ..model.losses import LOSS_NAMES
+from ..model.optim import OPTIMIZERS
+from ..model.t2vlad import ModelConfig
+from ..model.vlad import BN_SHARING, SHARING_MODES, VIDEO_ASSIGNMENTS
 
 __all__ = [
     "TrainConfig",
@@ -64,7 +64,7 @@ __all__ = [
     "parse_override",
 ]
 
-PROFILES_DIR = Path(__file__).with_name("configs")
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs"
 # ModelConfig fields a profile may set; expert_dims and text_dim come from the data and the text encoder.
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("expert_dims", "text_dim"))
 # Choices that the code checks inline (``RetrievalDataset``, ``NetVLAD``, ``ModelConfig``, ``prepare``).
@@ -154,7 +154,7 @@ class LossSection:
 
 @dataclass
 class DistillSection:
-    """Similarity distillation (CLIP2TV, ``t2vlad_lib.distill``): loss += weight * KL(teacher || student)
+    """Similarity distillation (CLIP2TV, ``extensions.distill``): loss += weight * KL(teacher || student)
     of the in-batch similarity distributions at ``temperature``. weight 0 = off. teacher: a checkpoint of a
     frozen teacher, a trainer ``best.pt`` (dual encoder) or ``matching.train_matching``'s ``matching.pt``."""
 

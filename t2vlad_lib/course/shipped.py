@@ -33,13 +33,16 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import RUNTIME_KEYS, TrainConfig, from_dict
+from ..core.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from ..data.digitclips import VERSION
+from ..engine.config import RUNTIME_KEYS, TrainConfig, from_dict
+from ..engine.evaluate import evaluate
+from ..engine.runs import load_run, read_results, register_run_source
 
 __all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "manifest", "machine",
            "provenance"]
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "shipped_runs"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "shipped_runs"
 SUMMARY_FILES = ("config.json", "results.json", "history.csv")
 # small files that other steps write beside a run and the notebooks read: beyond.compare's query times and
 # sizes, and matching.train_matching's re-ranker summaries (JSON only: the heads' weights are not shipped)
@@ -50,8 +53,6 @@ CHECKPOINT = "best.fp16.pt"
 def _data_version(cfg: TrainConfig) -> str:
     if cfg.data.dataset != "digitclips":
         return f"released:{cfg.data.dataset}"
-    from .data.digitclips import VERSION
-
     return f"digitclips-v{VERSION}"
 
 
@@ -143,8 +144,6 @@ def provenance(run_dirs: Iterable[str | Path]) -> str:
     """Where and when the finished runs in ``run_dirs`` were trained, for a results file: a shipped run
     carries its manifest's date and machine, a run trained here this machine and its ``results.json``'s date.
     Groups in order of size, e.g. ``"33 runs trained 2026-12-01 on AMD EPYC, 2 cores, ... (shipped)"``."""
-    from .runs import read_results
-
     groups: Counter[str] = Counter()
     for run_dir in run_dirs:
         results = read_results(run_dir)
@@ -161,7 +160,7 @@ def provenance(run_dirs: Iterable[str | Path]) -> str:
 def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], timeout=10)
+                             cwd=Path(__file__).resolve().parents[2], timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -187,8 +186,6 @@ def pack(
     With ``evaluate_checkpoints`` the float16 weights are loaded back and evaluated on the test split, and
     those metrics go to the manifest (``checkpoint_test``): what ``tests/test_shipped.py`` checks.
     """
-    from .evaluate import evaluate
-    from .runs import load_run, read_results
 
     root = Path(root)
     tmp = root.with_name(root.name + ".tmp")
@@ -246,3 +243,6 @@ def pack(
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return out
+
+
+register_run_source(install)  # train.ensure_trained fills an empty run directory from here first

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .batch import TextBatch
+from ..core.batch import TextBatch
 
 __all__ = [
     "TextModelUnavailable",

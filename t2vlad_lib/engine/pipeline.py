@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from .batch import TextBatch, VideoBatch
+from ..core.batch import TextBatch, VideoBatch
+from ..core.utils import cache_dir, is_fast
+from ..data import RetrievalDataset, ensure_digitclips, load_split
+from ..data.released import SplitData, get_layout
+from ..model.text import TextEncoder, encode_captions_cached
 from .config import ConfigError, TrainConfig
-from .data import RetrievalDataset, ensure_digitclips, load_split
-from .data.released import SplitData, get_layout
 from .evaluate import EvalSet
-from .text import TextEncoder, encode_captions_cached
-from .utils import cache_dir, is_fast
 
 __all__ = ["Prepared", "prepare", "dataset_root", "holdout", "corrupt_captions"]
 

@@ -1,4 +1,8 @@
-"""The runs the course notebooks read in normal mode, and the one command that ships them.
+"""Layer 5, course: what the notebooks need and nothing else needs. This file lists the runs they read, and
+gives them ``train_or_load`` / ``ensure_trained`` with the shipped runs registered as a source (``shipped``).
+
+Submodules: ``ablate`` (the paper's ablations and their verdicts), ``beyond`` (notebook 10's comparison),
+``shipped`` (runs shipped in the repository), ``style`` (the one figure style).
 
 Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``, notebook 10 its systems
 (``beyond.compare``) in the same root; notebooks 06 and 08 ask for two of the same configs (the full model and
@@ -15,20 +19,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ablate import (
-    LOSSES,
-    TABLE4,
-    TABLE5,
-    TEST_ONLY_KEYS,
-    VARIANTS,
-    ablate,
-    sweep,
-    variant_config,
-    without_defaults,
-)
-from .config import TrainConfig
+from ..engine.config import TrainConfig
+from ..engine.train import ensure_trained, train_or_load
+from . import ablate
+from .ablate import LOSSES, TABLE4, TABLE5, TEST_ONLY_KEYS, VARIANTS, sweep, variant_config, without_defaults
+from .beyond import FINETUNED, SYSTEMS, compare, system_config
+from .shipped import pack
 
-__all__ = ["PROFILE", "SEEDS", "TABLE5_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS", "sweeps",
+__all__ = ["ensure_trained", "train_or_load", "PROFILE",
+           "SEEDS", "TABLE5_SEEDS", "K_VALUES", "GHOSTS", "ROOT", "CHECKPOINTS", "sweeps",
            "run_configs", "regenerate"]
 
 PROFILE = "tutorial"
@@ -36,7 +35,7 @@ SEEDS = (0, 1, 2)
 TABLE5_SEEDS = (0, 1, 2, 3, 4)  # Table 5's gaps are about a point: notebook 07 gives its rows five seeds
 K_VALUES = (4, 9, 16, 32)
 GHOSTS = (0, 1)
-ROOT = Path(__file__).resolve().parents[1] / "runs" / "ablations"  # notebook 07's RUNS in normal mode
+ROOT = Path(__file__).resolve().parents[2] / "runs" / "ablations"  # notebook 07's RUNS in normal mode
 # runs whose weights a notebook reloads: the full model of seeds 0-2 (06, 07 sec. 3, the test-time rows of
 # Table 4, 08) and global-only training of seed 0 (08's Figure 4)
 CHECKPOINTS = frozenset({"base/seed0", "base/seed1", "base/seed2",
@@ -58,8 +57,6 @@ def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:
 def run_configs(root: str | Path = ROOT) -> dict[str, TrainConfig]:
     """``"<run directory>/seed<n>"`` (relative to ``root``) -> config of every run of :func:`sweeps` and of
     notebooks 10 and 11's systems (``beyond.SYSTEMS``), seeds :data:`SEEDS`."""
-    from .beyond import SYSTEMS, system_config
-
     root = Path(root)
     cfgs = [variant_config(PROFILE, overrides, seed, root, {})
             for overrides, seeds in sweeps().values() for seed in seeds]
@@ -70,12 +67,9 @@ def run_configs(root: str | Path = ROOT) -> dict[str, TrainConfig]:
 def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
     """Train (or reuse) every run of :func:`run_configs` under ``root`` (with notebook 10's query times and
     re-rankers), then pack ``shipped_runs/``."""
-    from .beyond import FINETUNED, SYSTEMS, compare
-    from .shipped import pack
-
     root = Path(root)
     for name, (overrides, seeds) in sweeps().items():
-        ablate(PROFILE, seeds=list(seeds), variants={name: overrides}, out_dir=root, progress=progress)
+        ablate.ablate(PROFILE, seeds=list(seeds), variants={name: overrides}, out_dir=root, progress=progress)
     # notebook 10's table (its systems' query times measured in one set of turns, query.json), then notebook
     # 11's fine-tuned rows (theirs measured in turns with the others, which keep their stored times)
     compare(PROFILE, seeds=list(SEEDS), systems=[n for n in SYSTEMS if n not in FINETUNED], out_dir=root,
@@ -85,8 +79,3 @@ def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
     runs = {name: root / name for name in run_configs(root)}
     return pack(runs, checkpoints=CHECKPOINTS)
 
-
-if __name__ == "__main__":
-    manifest = regenerate()
-    print(f"shipped {len(manifest['runs'])} runs "
-          f"({sum(e['checkpoint'] is not None for e in manifest['runs'].values())} with weights)")

@@ -4,7 +4,7 @@ Vocabulary: B batch, L text tokens, H text-encoder width, E experts, T_e segment
 tokens, D common width; N_t / N_v texts / videos of a gallery.
 
 * ``arch: mmt`` - :class:`MMTStyle` (Gabeur et al., ECCV 2020; the paper's Tables 1-3 and sec. 4.2):
-  the multi-layer transformer over expert tokens of :mod:`t2vlad_lib.mmt` gives per-expert video
+  the multi-layer transformer over expert tokens of :mod:`t2vlad_lib.model.mmt` gives per-expert video
   embeddings (N_v, E, D); the text [CLS] token gives per-expert text embeddings (GEUs) and expert weights
   (softmax), compared by eq. (4) (:func:`global_similarity`, missing experts renormalised away).
 * ``arch: ce`` - the CE-style global-only model (Liu et al., BMVC 2019): T2VLAD with ``use_local=False,
@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.batch import TextBatch, VideoBatch
 from .alignment import GlobalTextHead, global_similarity, local_similarity
-from .batch import TextBatch, VideoBatch
 from .mmt import MMTVideoEncoder
-from .model import T2VLAD, TextEmbeddings, VideoEmbeddings
+from .t2vlad import T2VLAD, TextEmbeddings, VideoEmbeddings
 from .video import validate_video_batch
 
 __all__ = ["ARCHES", "ARCH_PRESETS", "ARCH_KEYS", "BaselineConfig", "MMTStyle", "MeanPool", "text_states"]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .evaluate import encode_texts, encode_videos, retrieval_metrics, similarity_matrix
+from ..engine.evaluate import encode_texts, encode_videos, retrieval_metrics, similarity_matrix
 
 __all__ = ["Hubness", "k_occurrence", "hubness", "dual_softmax", "querybank_normalise", "querybank_sims",
            "normalisation_table"]

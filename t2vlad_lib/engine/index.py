@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .model import T2VLAD, TextEmbeddings, VideoEmbeddings
+from ..model.t2vlad import T2VLAD, TextEmbeddings, VideoEmbeddings
 
 __all__ = [
     "gallery_chunk_size", "chunked_topk", "search_videos", "search_texts", "all_experts_present",
@@ -164,7 +164,7 @@ def _faiss():
     try:
         import faiss
     except ImportError as err:  # pragma: no cover - faiss-cpu is in the [index] extra
-        raise ImportError("t2vlad_lib.index: faiss is not installed; `pip install faiss-cpu` "
+        raise ImportError("t2vlad_lib.engine.index: faiss is not installed; `pip install faiss-cpu` "
                           "(or the project's [index] extra), or use chunked_topk") from err
     return faiss
 

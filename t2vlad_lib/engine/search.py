@@ -6,6 +6,11 @@ from pathlib import Path
 
 import torch
 
+from .config import load_config
+from .evaluate import encode_videos
+from .index import chunked_topk
+from .runs import load_run
+
 __all__ = ["search_gallery"]
 
 
@@ -17,10 +22,6 @@ def search_gallery(
 
     The gallery is encoded once; the query is tokenised and encoded with the run's text encoder.
     """
-    from .config import load_config
-    from .evaluate import encode_videos
-    from .index import chunked_topk
-    from .runs import load_run
 
     if not query or not query.strip():
         raise ValueError("search: the query is empty; expected a few words, e.g. 'a red seven moves left'")

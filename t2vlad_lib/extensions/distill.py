@@ -25,7 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .batch import TextBatch, VideoBatch
+from ..core.batch import TextBatch, VideoBatch
+from ..core.checkpoint import load_checkpoint
+from ..engine.config import from_dict
+from ..engine.runs import build_model, load_weights
+from ..engine.train import register_loss_terms
+from .matching import MatchingHead, all_pair_logits, text_side, video_side
 
 __all__ = [
     "similarity_distillation_loss", "SimilarityTeacher", "DistillationTerm", "load_teacher", "config_terms",
@@ -91,8 +96,6 @@ class SimilarityTeacher(nn.Module):
         """(B_t, L) captions x (B_v) videos -> (B_t, B_v) teacher similarities or logits."""
         if self.head is None:
             return self.dual(text, video)
-        from .matching import all_pair_logits, text_side, video_side
-
         dual = self.dual(text, video) if getattr(self.head, "residual", False) else None
         tokens = (*text_side(self.dual, text), *video_side(self.dual, video))
         return all_pair_logits(self.head, *tokens, dual=dual)
@@ -104,10 +107,6 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
     ``data`` is the student's ``Prepared``: the teacher must accept its batches (same experts, same text
     states width); a mismatch raises ``checkpoint.CheckpointError`` naming the checkpoint.
     """
-    from .checkpoint import load_checkpoint
-    from .config import from_dict
-    from .runs import build_model, load_weights
-
     ckpt = load_checkpoint(path, map_location=device)
     matching = ckpt.get("kind") == "matching"
     cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
@@ -115,8 +114,6 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
     load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
     head = None
     if matching:
-        from .matching import MatchingHead
-
         head = MatchingHead(**ckpt["head_config"])
         head.load_state_dict(ckpt["head"])
     return SimilarityTeacher(dual, head).to(device)
@@ -141,3 +138,6 @@ def config_terms(cfg, data, device: torch.device | str = "cpu") -> list[Distilla
         return []
     teacher = load_teacher(cfg.distill.teacher, data, device)
     return [DistillationTerm(teacher, cfg.distill.weight, cfg.distill.temperature)]
+
+
+register_loss_terms("distill", config_terms)  # the trainer adds them when distill.weight > 0
