@@ -196,17 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command. Anticipated errors (bad config, bad data file, unusable checkpoint, an existing run,
-    the run lock, a full or read-only disk) print ``error: ...`` naming the file and what was expected, and
-    exit with code 2, without a traceback."""
+    """Run a command. Anticipated errors (bad config, bad data file, unusable checkpoint, a text model that
+    is not there, an existing run, the run lock, a full or read-only disk) print ``error: ...`` naming the
+    file and what was expected, and exit with code 2, without a traceback."""
     import errno
 
     from .core.checkpoint import RunLockError
+    from .model.text import TextModelUnavailable
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RunLockError) as exc:  # clear one-line errors for bad input
+    except (ValueError, FileNotFoundError, RunLockError, TextModelUnavailable) as exc:  # one line, bad input
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

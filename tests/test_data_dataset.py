@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from t2vlad_lib.core.batch import TextBatch, VideoBatch
 from t2vlad_lib.data import RetrievalDataset, WordTokenizer, load_split
+from t2vlad_lib.data.dataset import MAX_SEGMENTS
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 MSRVTT = SAMPLES / "msrvtt-fixture"
@@ -64,6 +66,23 @@ def test_truncation_count_is_printed(capsys):
     RetrievalDataset(data, None, max_segments=5)
     out = capsys.readouterr().out
     assert "16 videos have more than 5 appearance segments" in out
+
+
+def test_a_very_long_video_is_cut_to_max_segments_with_a_warning_naming_it():
+    """One video of 24,414 tokens would pad every batch to that length: T_e is at most MAX_SEGMENTS."""
+    data = load_split(DIGITS, "val", verbose=False)
+    vid = data.video_ids[3]
+    data.features["appearance"][3] = np.ones((24_414, 64), np.float32)
+    with pytest.warns(UserWarning, match=f"1 videos have more than {MAX_SEGMENTS} appearance segments, e.g. "
+                                         f"'{vid}' \\(24414\\); uniform sampling keeps {MAX_SEGMENTS} \\(set "
+                                         "data.max_segments"):
+        ds = RetrievalDataset(data, None, verbose=False)
+    assert ds.video_batch([0, 3]).features["appearance"].shape == (2, MAX_SEGMENTS, 64)
+    assert ds.max_segments["motion"] == 6  # the others keep their longest length
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a length chosen in the config is the user's: no warning
+        chosen = RetrievalDataset(data, None, max_segments={"appearance": 30_000}, verbose=False)
+    assert chosen.max_segments["appearance"] == 30_000
 
 
 def test_eval_mode_query_masks(msrvtt_test):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from t2vlad_lib.data import pickles
 from t2vlad_lib.data.released import LAYOUTS, RELEASED_DIMS, Layout, get_layout, load_split, read_pickle
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
@@ -209,15 +214,110 @@ def _py2_numpy1_pickle(x: np.ndarray) -> bytes:
 
 def test_numpy_arrays_of_every_pickle_flavour_load(tmp_path):
     x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
-    for protocol in (2, 4, 5):  # 2: _codecs.encode for bytes; 5: numpy._core.numeric._frombuffer
-        _save_with = tmp_path / f"p{protocol}.pkl"
-        _save_with.write_bytes(pickle.dumps({"v": x, "k": np.int64(3), "s": {1, 2}}, protocol=protocol))
-        got = read_pickle(_save_with)
-        np.testing.assert_array_equal(got["v"], x)
-        assert got["k"] == 3 and got["s"] == {1, 2}
+    value = {"v": x, "k": np.int64(3), "s": {1, 2}, "nan": float("nan"), "words": [["a", "red"], ["7"]],
+             "n": -12, "e": np.zeros((0, 4), np.float32), "u": np.array(["ab", "c"]),
+             "f": np.asfortranarray(x)}
+    for protocol in (0, 2, 3, 4, 5):  # 2: _codecs.encode for bytes; 5: numpy._core.numeric._frombuffer
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps(value, protocol=protocol))
+        got = read_pickle(path)
+        for key in ("v", "e", "u", "f"):
+            assert type(got[key]) is np.ndarray and got[key].dtype == value[key].dtype
+            np.testing.assert_array_equal(got[key], value[key])
+        assert got["k"] == 3 and got["s"] == {1, 2} and math.isnan(got["nan"])
+        assert got["words"] == value["words"] and got["n"] == -12
+    (tmp_path / "dumps.pkl").write_bytes(x.dumps())  # numpy's own ndarray.dumps
+    np.testing.assert_array_equal(read_pickle(tmp_path / "dumps.pkl"), x)
     old = tmp_path / "py2.pkl"
     old.write_bytes(_py2_numpy1_pickle(x))  # non-ASCII raw bytes: read again with encoding="latin1"
     np.testing.assert_array_equal(read_pickle(old)["video"], x)
+
+
+def test_every_prefix_of_a_pickle_is_refused_as_incomplete(tmp_path):
+    """The opcode scan reads each argument like the unpickler: no prefix of a pickle passes as complete."""
+    value = {"v": np.ones((1, 2), np.float32), "w": [["a"]] * 2, "t": (1, 2.5, None), "b": b"\xff"}
+    for protocol in (0, 2, 4):  # text lines (PUT/GET), 1/4-byte lengths, frames and MEMOIZE
+        data = pickle.dumps(value, protocol=protocol)
+        for n in range(len(data)):
+            (tmp_path / "cut.pkl").write_bytes(data[:n])
+            with pytest.raises(ValueError, match="cut.pkl: not a readable pickle"):
+                read_pickle(tmp_path / "cut.pkl")
+
+
+class _Built(_RunsCode):
+    """Unpickling this calls ``fn(*args)`` and then BUILDs (``__setstate__``) the result with ``state``."""
+
+    def __init__(self, fn, args, state):
+        super().__init__(fn, *args)
+        self.state = state
+
+    def __reduce__(self):
+        return self.fn, self.args, self.state
+
+
+_reconstruct = pickles._numpy_core("multiarray", "_reconstruct")
+# a small file -> what it asks for (measured before this loader: > 60 s, 2.2 GB, 1.8 GB, exit 139, 1 GB,
+# exit 139, 2 GB); each is refused in milliseconds
+BOMBS = {
+    "punycode": (_RunsCode(codecs.encode, "\u00e9" * 150_000, "punycode"),  # 300 KB, quadratic decoding
+                 "refused _codecs.encode with codec 'punycode'"),
+    "bytearray": (_RunsCode(bytearray, 2_000_000_000), "refused bytearray of int"),
+    "object_array": (_RunsCode(np.ndarray, (200_000_000,), "O"), "refused a call of numpy.ndarray"),
+    "deep_key": (b"\x80\x02}K\x00" + b"\x85" * 1_000_000 + b"Ns.",  # {((((0,),),)...): None}, 1e6 deep
+                 "refused containers nested more than 100 deep"),
+    "memo": (b"\x80\x02Nr\xff\xff\xff\x03.", "refused memo index 67108863"),  # a memo of 2**26 slots
+    "short_object_list": (_Built(_reconstruct, (np.ndarray, (0,), b"b"),  # numpy reads past the list
+                                 (1, (20_000_000,), np.dtype(object), False, [])),
+                          r"refused an array of dtype \|O"),
+    "reconstruct": (_RunsCode(_reconstruct, np.ndarray, (2_000_000_000,), b"b"),
+                    r"refused an array of shape \(2000000000,\) \(more bytes than the file's"),
+}
+_CHILD = """
+import importlib.util, json, resource, sys, time, tracemalloc
+spec = importlib.util.spec_from_file_location("pickles", sys.argv[1])  # numpy only: starts in a blink
+pickles = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pickles)
+vm = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, vm + 2**30))  # a regression fails, the machine does not
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+start = time.perf_counter()
+try:
+    pickles.read_pickle(sys.argv[2])
+    error = ""
+except ValueError as err:
+    error = str(err)
+print(json.dumps({"error": error, "seconds": time.perf_counter() - start,
+                  "traced": tracemalloc.get_traced_memory()[1],
+                  "rss": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024}))
+"""
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_pickle_bombs_are_refused_in_a_second_and_100_mb(tmp_path, name):
+    """Each bomb is read by a fresh process (a segfault or a 2 GB array must not take pytest with it)."""
+    payload, expected = BOMBS[name]
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(payload if isinstance(payload, bytes) else pickle.dumps(payload, protocol=2))
+    assert path.stat().st_size <= 1_000_008
+    proc = subprocess.run([sys.executable, "-c", _CHILD, pickles.__file__, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert re.search(re.escape(f"{name}.pkl: ") + expected, out["error"]), out["error"]
+    assert out["seconds"] < 1.0 and out["traced"] < 100e6 and out["rss"] < 100e6, out
+
+
+def test_a_structure_that_holds_itself_is_refused_and_shared_values_load(tmp_path):
+    loop: list = []
+    loop.append(loop)
+    _save({"v": loop}, tmp_path / "loop.pkl")
+    with pytest.raises(ValueError, match=r"loop.pkl: refused an object filled after it went into another"):
+        read_pickle(tmp_path / "loop.pkl")
+    words, x = ["a", "red", "seven"], np.ones((2, 3), np.float32)
+    _save({"v1": [words, words], "v2": [words], "x": x, "y": (x, x)}, tmp_path / "shared.pkl")
+    got = read_pickle(tmp_path / "shared.pkl")
+    assert got["v1"] == [words, words] and got["v2"] == [words] and type(got["y"][1]) is np.ndarray
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text", "list"])
@@ -241,7 +341,6 @@ def test_unreadable_or_wrong_pickle(msrvtt, damage):
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (np.array([[0.5, "x"]] * 2, dtype=object), "has an array of dtype object; expected a numeric"),
     (np.full((2, 2048), "a"), "has an array of dtype <U1; expected a numeric"),
     (np.zeros((2, 2048), np.complex64), "has an array of dtype complex64; expected a numeric"),
     (np.zeros((2, 3, 2048), np.float32), r"has shape \(2, 3, 2048\); expected \(T, D\) with T >= 1"),
@@ -262,6 +361,9 @@ def test_feature_of_wrong_dtype_or_shape(msrvtt, value, expected):
                             r"captions, each a list of words \(or a string\) \(wrap one caption's words"),
     ([["a", "red"], ["a", 7]], r"has caption #1 of type list \(\['a', 7\]\); expected a list of captions"),
     ([[b"a", b"red\xff"]], r"caption #0: b'red\\xff' is not valid UTF-8 \(byte 3\); expected UTF-8 text"),
+    ([["\u200b", "\u2060"], ["a"]], r"has an empty caption \(#0: '\\u200b \\u2060'\); expected words"),
+    ([bytearray(b"x" * 1000)], r"has caption #0 of type bytearray \(bytearray\); expected a list of"),
+    ([["a", ["b", ["c", ["d"]]]]], r"has caption #0 of type list \(\['a', \['b', list\]\]\); expected"),
 ])
 def test_captions_that_are_not_a_list_of_captions(msrvtt, value, expected):
     caps = dict(_load(msrvtt / "raw-captions.pkl"))
@@ -269,6 +371,26 @@ def test_captions_that_are_not_a_list_of_captions(msrvtt, value, expected):
     _save(caps, msrvtt / "raw-captions.pkl")
     with pytest.raises(ValueError, match=r"raw-captions.pkl: video 'video7011',? " + expected):
         load_split(msrvtt, "test", layout="msrvtt-1k-a", verbose=False)
+
+
+def test_captions_are_measured_before_their_words_are_joined(msrvtt):
+    """1e5 references to one 20k-character word: 500 KB on disk, 2 GB once joined (refused before)."""
+    caps = dict(_load(msrvtt / "raw-captions.pkl"))
+    caps["video7011"] = [["w" * 20_000] * 100_000]
+    _save(caps, msrvtt / "raw-captions.pkl")
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="raw-captions.pkl: video 'video7011', caption #0 has 2000099999 "
+                                         "characters; expected at most 10000"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100e6
+    # many captions just under the limit: the split's captions are bounded by the file's size too
+    caps["video7011"] = [["w" * 4999, "w" * 4999]] * 2000  # 20 M characters from a 30 KB file
+    _save(caps, msrvtt / "raw-captions.pkl")
+    with pytest.raises(ValueError, match=r"video 'video7011', caption #\d+: the split's captions add up to "
+                                         "more than 32 characters per byte of the file"):
+        load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
 
 
 def test_word_lists_caption_strings_and_utf8_bytes_are_read(msrvtt):
@@ -335,6 +457,10 @@ def test_empty_or_non_utf8_split_list(msrvtt):
     ({"experts": {"motion": "32"}}, "key 'experts' is {\"motion\": \"32\"}; expected a non-empty object"),
     ({"max_text_tokens": 2.5}, "key 'max_text_tokens' is 2.5; expected an integer >= 3"),
     ({"fuse_captions": "yes"}, "key 'fuse_captions' is \"yes\"; expected true or false"),
+    ({"splits": {"test": "/etc/passwd"}}, "key 'splits' is {\"test\": \"/etc/passwd\"}; expected a non-empty "
+                                          "object split -> list file name relative to the dataset directory"),
+    ({"captions": "../raw-captions.pkl"}, "key 'captions' is \"../raw-captions.pkl\"; expected a file name "
+                                          "relative to the dataset directory"),
 ])
 def test_malformed_dataset_json(tmp_path, edit, expected):
     meta = json.loads((DIGITS / "dataset.json").read_text())
@@ -347,3 +473,15 @@ def test_malformed_dataset_json(tmp_path, edit, expected):
     (tmp_path / "dataset.json").write_text(text)
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "dataset.json")) + ": " + expected):
         load_split(tmp_path, "test", verbose=False)
+
+
+def test_a_dataset_json_or_split_list_that_is_a_directory(tmp_path):
+    (tmp_path / "dataset.json").mkdir()
+    with pytest.raises(ValueError, match=r"dataset.json: cannot be read \(Is a directory\); expected a UTF"):
+        load_split(tmp_path, "test", verbose=False)
+    shutil.rmtree(tmp_path)
+    shutil.copytree(DIGITS, tmp_path)
+    (tmp_path / "val_list.txt").unlink()
+    (tmp_path / "val_list.txt").mkdir()
+    with pytest.raises(ValueError, match=r"val_list.txt: cannot be read \(Is a directory\); expected a"):
+        load_split(tmp_path, "val", verbose=False)

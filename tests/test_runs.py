@@ -8,6 +8,7 @@ import errno
 import json
 import multiprocessing as mp
 import os
+import re
 import struct
 import time
 import zipfile
@@ -249,6 +250,53 @@ def test_cli_lock_disk_and_query_errors_are_one_line(tmp_path, capsys, monkeypat
     monkeypatch.setattr("t2vlad_lib.engine.train.train", full)
     code, err = _cli(capsys, *args)
     assert code == 2 and "No space left on device" in err and "cache" in err and "Traceback" not in err
+
+
+def _bad_sample(root: Path, case: str) -> str:
+    """A copy of the DigitClips sample at ``root`` broken in one way; returns what the error must name."""
+    import pickle
+    import shutil
+
+    shutil.copytree(ROOT / "data_samples" / "digitclips-sample", root)
+    meta, caps_path = root / "dataset.json", root / "raw-captions.pkl"
+    caps = pickle.loads(caps_path.read_bytes())
+    vid = (root / "train_list.txt").read_text().split()[0]
+    if case == "dataset.json is a directory":
+        meta.unlink()
+        meta.mkdir()
+        return r"dataset.json: cannot be read \(Is a directory\)"
+    if case == "absolute split path":
+        meta.write_text(json.dumps(json.loads(meta.read_text()) | {"splits": {"train": "/etc/passwd"}}))
+        return r"dataset.json: key 'splits' is .*/etc/passwd.*; expected .* relative to the dataset directory"
+    nested: list = ["deep"]
+    for _ in range(200):
+        nested = [nested]
+    caps[vid] = {"nested caption": [nested], "bytearray caption": [bytearray(10**6)],
+                 "zero-width caption": [["\u200b"]]}[case]
+    caps_path.write_bytes(pickle.dumps(caps))
+    return {"nested caption": "raw-captions.pkl: refused containers nested more than 100 deep",
+            "bytearray caption": rf"raw-captions.pkl: video '{vid}' has caption #0 of type bytearray "
+                                 r"\(bytearray\); expected",  # not its repr: 4 GB for a 1 GB bytearray
+            "zero-width caption": rf"raw-captions.pkl: video '{vid}' has an empty caption"}[case]
+
+
+@pytest.mark.parametrize("case", ["nested caption", "bytearray caption", "zero-width caption",
+                                  "dataset.json is a directory", "absolute split path", "text model",
+                                  "non-UTF-8 query"])
+def test_cli_bad_input_is_one_error_line_naming_the_file_or_key(tmp_path, capsys, monkeypatch, case):
+    if case == "non-UTF-8 query":  # bytes of the command line that are not UTF-8 arrive as lone surrogates
+        code, err = _cli(capsys, "search", "caf\udce9 moves left")
+        expected = r"search: the query is not valid UTF-8 \(character 3: '\\udce9'\)"
+    elif case == "text model":  # e.g. msrvtt-1ka's bert-base-uncased, not in the cache and no network
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        code, err = _cli(capsys, *_train_args(tmp_path / "run"), "text.model=no-such-org/bert-t2vlad-missing")
+        expected = "text model 'no-such-org/bert-t2vlad-missing' is not in the local .* text.model=minilm"
+    else:
+        data = tmp_path / "data"
+        expected = _bad_sample(data, case)
+        code, err = _cli(capsys, *_train_args(tmp_path / "run"), f"data.dataset={data}")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(expected, err), err
 
 
 def test_a_checkpoint_is_refused_on_other_data(finished, tmp_path):

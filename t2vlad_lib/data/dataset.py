@@ -14,6 +14,7 @@ evaluation mode enumerates all captions (C = the most any video has), with a que
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,11 @@ from torch.utils.data import Dataset
 from ..core.batch import TextBatch, VideoBatch
 from .released import SplitData
 
-__all__ = ["RetrievalBatch", "RetrievalDataset", "WordTokenizer"]
+__all__ = ["MAX_SEGMENTS", "RetrievalBatch", "RetrievalDataset", "WordTokenizer"]
+
+# T_e when max_segments does not say: the longest video of the split, but at most this many (one video of
+# 24,414 tokens would pad every batch to that length; mmt.MMTVideoEncoder's time table has 128 rows too)
+MAX_SEGMENTS = 128
 
 
 @dataclass
@@ -95,7 +100,8 @@ class RetrievalDataset(Dataset):
         protocol: ``"all"`` captions, or ``"index"``: only the caption named by the split's caption
             index (MSRVTT 1k-A / DigitClips test).
         max_text_tokens: L, including [CLS]/[SEP] (default: the layout's, e.g. 24 DigitClips, 37 MSRVTT).
-        max_segments: T_e per expert (int for all, dict per expert); default the longest in the split.
+        max_segments: T_e per expert (int for all, dict per expert); default the longest in the split, at
+            most ``MAX_SEGMENTS`` (a warning names the videos that are longer).
         sampling: ``"uniform"`` (keep T_e evenly spaced segments) or ``"truncate"`` (keep the first T_e).
         experts: a subset of the split's experts.
     Raises:
@@ -127,19 +133,23 @@ class RetrievalDataset(Dataset):
             self.video_captions.append(list(range(len(self.captions), len(self.captions) + len(keep))))
             self.captions += keep
         self.caption_video = torch.tensor([i for i, c in enumerate(self.video_captions) for _ in c])
-        longest = {e: max((x.shape[0] for x in data.features[e] if x is not None), default=1)
-                   for e in self.experts}
-        if max_segments is None:
-            self.max_segments = longest
-        elif isinstance(max_segments, int):
-            self.max_segments = {e: max_segments for e in self.experts}
-        else:
-            self.max_segments = {e: max_segments.get(e, longest[e]) for e in self.experts}
+        longest = {e: min(MAX_SEGMENTS, max((x.shape[0] for x in data.features[e] if x is not None),
+                                             default=1)) for e in self.experts}
+        given = ({e: max_segments for e in self.experts} if isinstance(max_segments, int)
+                 else dict(max_segments or {}))
+        self.max_segments = {e: given.get(e, longest[e]) for e in self.experts}
         for e in self.experts:
-            cut = sum(x is not None and x.shape[0] > self.max_segments[e] for x in data.features[e])
-            if verbose and cut:
-                print(f"{data.name}/{data.split}: {cut} videos have more than {self.max_segments[e]} {e} "
-                      f"segments ({sampling} sampling keeps {self.max_segments[e]})")
+            t_max = self.max_segments[e]
+            cut = [(v, x.shape[0]) for v, x in zip(data.video_ids, data.features[e], strict=True)
+                   if x is not None and x.shape[0] > t_max]
+            if not cut:
+                continue
+            message = (f"{data.name}/{data.split}: {len(cut)} videos have more than {t_max} {e} segments, "
+                       f"e.g. {cut[0][0]!r} ({cut[0][1]}); {sampling} sampling keeps {t_max}")
+            if e not in given:  # cut by MAX_SEGMENTS, which nobody chose: always say so
+                warnings.warn(f"{message} (set data.max_segments to choose T_e)", stacklevel=2)
+            elif verbose:
+                print(message)
         self.max_text_tokens = max_text_tokens or data.max_text_tokens
         self.input_ids = self.attention_mask = self.text_states = None
         if tokenizer is not None:

@@ -19,17 +19,22 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
 from .pickles import read_pickle
 
-__all__ = ["RELEASED_DIMS", "Layout", "LAYOUTS", "SplitData", "get_layout", "load_split", "read_pickle"]
+__all__ = ["RELEASED_DIMS", "MAX_CAPTION_CHARS", "Layout", "LAYOUTS", "SplitData", "get_layout", "load_split",
+           "read_pickle"]
 
 # feature width of each released expert (CE / T2VLAD release)
 RELEASED_DIMS: dict[str, int] = {"audio": 128, "speech": 300, "face": 512, "ocr": 300, "rgb": 2048,
                                  "flow": 1024, "s3d": 1024, "scene": 2208}
+# one caption, its words joined by spaces (MSRVTT's are under 300); and all captions of a split together, per
+# byte of the captions file (words repeated by reference are short in the file, long once joined)
+MAX_CAPTION_CHARS = 10_000
+_CAPTION_CHARS_PER_BYTE = 32
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,13 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _is_file_name(x) -> bool:
+    """A non-empty relative path inside the dataset directory (no absolute path, no ``..``)."""
+    return isinstance(x, str) and bool(x) and not PurePath(x).is_absolute() and ".." not in PurePath(x).parts
+
+
 def _is_names(x) -> bool:
-    return isinstance(x, dict) and all(isinstance(k, str) and isinstance(v, str) and v for k, v in x.items())
+    return isinstance(x, dict) and all(isinstance(k, str) and _is_file_name(v) for k, v in x.items())
 
 
 def _is_dims(x) -> bool:
@@ -103,16 +113,19 @@ def _is_dims(x) -> bool:
     return isinstance(x, dict) and bool(x) and all(isinstance(k, str) and dim(d) for k, d in x.items())
 
 
-# key of dataset.json -> (required, check, what is expected); other keys (e.g. "generator") are ignored
+# key of dataset.json -> (required, check, what is expected); other keys (e.g. "generator") are ignored. File
+# names are relative to the dataset directory: an absolute path would read (and echo in errors) any file
+_IN_DIR = "relative to the dataset directory"
 _JSON_KEYS = {
     "experts": (True, _is_dims, "a non-empty object expert -> D_e or [T_e, D_e] (positive integers)"),
-    "splits": (True, lambda x: _is_names(x) and bool(x), "a non-empty object split -> list file name"),
+    "splits": (True, lambda x: _is_names(x) and bool(x),
+               f"a non-empty object split -> list file name {_IN_DIR}"),
     "name": (False, lambda x: isinstance(x, str), "a string"),
-    "captions": (False, lambda x: isinstance(x, str) and bool(x), "a file name"),
-    "caption_index": (False, _is_names, "an object split -> caption-index file name"),
+    "captions": (False, _is_file_name, f"a file name {_IN_DIR}"),
+    "caption_index": (False, _is_names, f"an object split -> caption-index file name {_IN_DIR}"),
     "max_text_tokens": (False, lambda x: _is_int(x) and x >= 3, "an integer >= 3 (L with [CLS] and [SEP])"),
     "fuse_captions": (False, lambda x: isinstance(x, bool), "true or false"),
-    "feature_files": (False, _is_names, "an object expert -> feature file name"),
+    "feature_files": (False, _is_names, f"an object expert -> feature file name {_IN_DIR}"),
 }
 
 
@@ -120,6 +133,8 @@ def _read_dataset_json(path: Path) -> dict:
     """``dataset.json`` as a dict whose keys have the types ``_JSON_KEYS`` expects, else one ValueError."""
     try:
         meta = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:  # a directory, no permission
+        raise ValueError(f"{path}: cannot be read ({err.strerror}); expected a UTF-8 JSON file") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not valid UTF-8 (byte {err.start}); expected a UTF-8 JSON file") from None
     except json.JSONDecodeError as err:
@@ -171,6 +186,9 @@ def _read_list(path: Path) -> list[str]:
         raise FileNotFoundError(f"{path}: split list not found")
     try:
         text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:  # a directory, no permission
+        raise ValueError(f"{path}: cannot be read ({err.strerror}); expected a split list (UTF-8 text, one "
+                         "video id per line)") from None
     except UnicodeDecodeError as err:
         line = err.object[: err.start].count(b"\n") + 1
         raise ValueError(f"{path}: line {line} is not valid UTF-8 (byte {err.object[err.start]:#04x}); "
@@ -227,46 +245,70 @@ def _check_feature(value, path: Path, vid: str, dim: int | None) -> np.ndarray |
     return arr
 
 
+def _preview(x, width: int = 30) -> str:
+    """A short repr of a bad value: strings cut, at most 4 items and 2 levels (``str`` of a caption nested
+    1e5 deep raises RecursionError, of a 2 GB bytearray MemoryError)."""
+    if x is None or isinstance(x, (bool, float, np.number, np.bool_)) or isinstance(x, int) and abs(x) < 1e18:
+        return repr(x)
+    if isinstance(x, (str, bytes)):
+        return repr(x[:width]) + ("..." if len(x) > width else "")
+    if isinstance(x, (list, tuple)) and width > 8:
+        inner = ", ".join(_preview(v, width // 2) for v in x[:4]) + (", ..." if len(x) > 4 else "")
+        return f"[{inner}]" if isinstance(x, list) else f"({inner})"
+    return type(x).__name__
+
+
 def _text(x, path: Path, vid: str, k: int) -> str:
     if isinstance(x, bytes):
         try:
             return x.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: video {vid!r}, caption #{k}: {x!r} is not valid UTF-8 (byte "
+            raise ValueError(f"{path}: video {vid!r}, caption #{k}: {_preview(x)} is not valid UTF-8 (byte "
                              f"{err.start}); expected UTF-8 text") from None
     return x
 
 
-def _video_captions(caps, path: Path, vid: str) -> list[str]:
-    """One video's captions (a list of word lists, or of caption strings) -> caption strings."""
+def _video_captions(caps, path: Path, vid: str, room: int) -> tuple[list[str], int]:
+    """One video's captions (a list of word lists, or of caption strings) -> caption strings, and what is
+    left of ``room``, the characters the split's captions may still take. A caption's length is checked
+    before its words are joined (1e5 references to one 20k-character word would make 2 GB)."""
     expected = "expected a list of captions, each a list of words (or a string)"
     if not isinstance(caps, (list, tuple)):
         raise ValueError(f"{path}: video {vid!r} has captions of type {type(caps).__name__}; {expected}")
-    if len(caps) > 1 and all(isinstance(c, (str, bytes)) and len(c.split()) == 1 for c in caps):
-        raise ValueError(f"{path}: video {vid!r} has one flat list of {len(caps)} words {list(caps[:4])}; "
-                         f"{expected} (wrap one caption's words in a list)")
     out = []
     for k, cap in enumerate(caps):
-        if isinstance(cap, (str, bytes)):
-            out.append(_text(cap, path, vid, k).strip())
-        elif isinstance(cap, (list, tuple)) and all(isinstance(w, (str, bytes)) for w in cap):
-            out.append(" ".join(_text(w, path, vid, k) for w in cap).strip())
-        else:
+        words = [cap] if isinstance(cap, (str, bytes)) else cap
+        if not (isinstance(words, (list, tuple)) and all(isinstance(w, (str, bytes)) for w in words)):
             raise ValueError(f"{path}: video {vid!r} has caption #{k} of type {type(cap).__name__} "
-                             f"({str(cap)[:40]}); {expected}")
+                             f"({_preview(cap)}); {expected}")
+        n = sum(map(len, words)) + len(words) - 1
+        if n > MAX_CAPTION_CHARS:
+            raise ValueError(f"{path}: video {vid!r}, caption #{k} has {n} characters; expected at most "
+                             f"{MAX_CAPTION_CHARS} (its words joined by spaces)")
+        if n > room:
+            raise ValueError(f"{path}: video {vid!r}, caption #{k}: the split's captions add up to more than "
+                             f"{_CAPTION_CHARS_PER_BYTE} characters per byte of the file; expected captions "
+                             "written out, not references that repeat long words")
+        room -= n
+        text = " ".join(_text(w, path, vid, k) for w in words).strip()
+        if not any(c.isprintable() and not c.isspace() for c in text):
+            raise ValueError(f"{path}: video {vid!r} has an empty caption (#{k}: {_preview(text)}); expected "
+                             "words in every caption (spaces and invisible characters such as U+200B are "
+                             "not words)")
+        out.append(text)
+    if len(caps) > 1 and all(isinstance(c, (str, bytes)) and len(c.split()) == 1 for c in caps):
+        raise ValueError(f"{path}: video {vid!r} has one flat list of {len(caps)} words {_preview(caps)}; "
+                         f"{expected} (wrap one caption's words in a list)")
     if not out:
         raise ValueError(f"{path}: video {vid!r} has no captions; expected at least one")
-    if not all(out):
-        raise ValueError(f"{path}: video {vid!r} has an empty caption (#{out.index('')}); "
-                         "expected words in every caption")
-    return out
+    return out, room
 
 
 def _caption_index(value, path: Path, vid: str, n: int) -> int:
     """A caption index must be an integer 0..n-1 (a float or a bool is an error, not truncated)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{path}: video {vid!r} has caption index {value!r} ({type(value).__name__}); "
-                         f"expected an integer 0..{n - 1}")
+        raise ValueError(f"{path}: video {vid!r} has caption index {_preview(value)} "
+                         f"({type(value).__name__}); expected an integer 0..{n - 1}")
     if not 0 <= value < n:
         raise ValueError(f"{path}: video {vid!r} has caption index {value}; expected 0..{n - 1}")
     return int(value)
@@ -284,12 +326,13 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
     Raises:
         FileNotFoundError: a missing directory, list, captions, caption-index or feature file.
         ValueError: one line naming the file, the video id and what was expected, for: a malformed
-            ``dataset.json``, an unknown split, a split list that is empty, not UTF-8, lists an id twice or
-            shares ids with another split; a file that is not a readable pickle or names a refused global;
-            ids unknown to the captions file, captions that are not a list of captions (a plain string, a
-            flat word list), not UTF-8 or empty; a video without any expert; a feature that is not a
-            numeric (T, D) array, has a wrong D or NaN/inf inside; a caption index that is not an integer
-            or is out of range.
+            ``dataset.json`` (or one naming files outside the directory), an unknown split, a split list
+            that is empty, not UTF-8, lists an id twice or shares ids with another split; a file that is
+            a directory, not a readable pickle or that the pickle loader refuses; ids unknown to the
+            captions file, captions that are not a list of captions (a plain string, a flat word list), not
+            UTF-8, empty or invisible, longer than ``MAX_CAPTION_CHARS``, or longer together than the file
+            can hold; a video without any expert; a feature that is not a numeric (T, D) array, has a wrong
+            D or NaN/inf inside; a caption index that is not an integer or is out of range.
     """
     root = Path(root)
     if not root.is_dir():
@@ -312,9 +355,9 @@ def load_split(root: str | Path, split: str, layout: str | Layout | None = None,
         raise ValueError(f"{list_path}: {len(missing_caps)} of {len(ids)} ids are unknown to "
                          f"{cap_path.name}, "
                          f"e.g. {missing_caps[:3]}; expected every listed id to have captions")
-    captions = []
+    captions, room = [], _CAPTION_CHARS_PER_BYTE * cap_path.stat().st_size + MAX_CAPTION_CHARS
     for v in ids:
-        caps = _video_captions(raw[v], cap_path, v)
+        caps, room = _video_captions(raw[v], cap_path, v, room)
         captions.append([" ".join(caps)] if lay.fuse_captions else caps)
     features: dict[str, list[np.ndarray | None]] = {}
     for e in experts:

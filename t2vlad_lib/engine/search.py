@@ -25,6 +25,11 @@ def search_gallery(
 
     if not query or not query.strip():
         raise ValueError("search: the query is empty; expected a few words, e.g. 'a red seven moves left'")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as err:  # undecodable bytes of the command line arrive as lone surrogates
+        raise ValueError(f"search: the query is not valid UTF-8 (character {err.start}: "
+                         f"{query[err.start]!r}); expected UTF-8 text") from None
     path = Path(checkpoint) if checkpoint else load_config(profile).run_dir() / "best.pt"
     if not path.exists():
         raise FileNotFoundError(
