@@ -2,7 +2,8 @@
 gives them ``train_or_load`` / ``ensure_trained`` with the shipped runs registered as a source (``shipped``).
 
 Submodules: ``ablate`` (the paper's ablations and their verdicts), ``beyond`` (notebook 10's comparison),
-``shipped`` (runs shipped in the repository), ``style`` (the one figure style).
+``figures`` (notebook 00's course map), ``shipped`` (runs shipped in the repository), ``style`` (the one
+figure style).
 
 Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``, notebook 10 its systems
 (``beyond.compare``) in the same root; notebooks 06 and 08 ask for two of the same configs (the full model and
