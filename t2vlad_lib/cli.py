@@ -195,10 +195,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errno -> what it means here, and what to do about it (``main``)
+_OS_ERRORS = {
+    "ENOSPC": ("the disk is full", "free some space, or point --out or T2VLAD_CACHE to another disk"),
+    "EDQUOT": ("the disk quota is exceeded", "free some space, or point --out or T2VLAD_CACHE elsewhere"),
+    "EROFS": ("the file system is read-only", "point --out or T2VLAD_CACHE to a writable directory"),
+    "EACCES": ("permission denied", "check its permissions, or use another --out or T2VLAD_CACHE"),
+    "EPERM": ("operation not permitted", "check its permissions"),
+    "EEXIST": ("it exists and is not a directory (a file, a dangling symbolic link or a link loop)",
+               "--out and T2VLAD_CACHE must name directories: remove it or choose another path"),
+    "ENOTDIR": ("a part of the path is not a directory", "--out and T2VLAD_CACHE must name directories"),
+    "ELOOP": ("symbolic links loop", "--out and T2VLAD_CACHE must name directories: fix the link"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Anticipated errors (bad config, bad data file, unusable checkpoint, a text model that
-    is not there, an existing run, the run lock, a full or read-only disk) print ``error: ...`` naming the
-    file and what was expected, and exit with code 2, without a traceback."""
+    is not there, an existing run, the run lock, a full or read-only disk, a path that is not a directory, a
+    permission) print ``error: ...`` naming the file and what was expected, and exit with code 2, without a
+    traceback."""
     import errno
 
     from .core.checkpoint import RunLockError
@@ -211,11 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+        known = _OS_ERRORS.get(errno.errorcode.get(exc.errno or 0, ""))
+        if known is None:
             raise
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: cannot write{where}: {exc.strerror} (disk full or read-only; the data cache is "
-              "$T2VLAD_CACHE or ~/.cache/t2vlad, runs go to --out)", file=sys.stderr)
+        print(f"error: {exc.filename or 'a file'}: {known[0]} ({exc.strerror}); {known[1]}", file=sys.stderr)
         return 2
 
 

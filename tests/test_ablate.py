@@ -38,7 +38,9 @@ def test_ablate_caches_runs_and_reuses_them_for_test_time_variants(tmp_path, mon
     variants = ["full (shared VLAD)", "w/o global at test", "two separate VLADs"]
     table = ablate("fast", seeds=[0], variants=variants, out_dir=out, extra=extra, progress=False)
     assert list(table["variant"]) == variants
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "sharing-separate"]  # 2 trained
+    (group,) = [p for p in out.iterdir() if p.is_dir()]  # another profile and --set: a directory of its own
+    assert group.name.startswith("fast-") and len(group.name) == len("fast-") + 6
+    assert sorted(p.name for p in group.iterdir()) == ["base", "sharing-separate"]  # 2 trained
     saved = pd.read_csv(out / "results.csv")
     assert saved["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
     md = (out / "results.md").read_text().splitlines()
@@ -113,3 +115,29 @@ def test_loss_rows_cover_every_loss_and_drop_what_the_profile_already_sets():
                 assert kept["loss.name"] == overrides["loss.name"]
     with pytest.raises(KeyError, match="loss.marginn"):
         without_defaults("tutorial", {"loss.marginn": 0.1})
+
+
+@pytest.mark.slow
+def test_ablate_with_another_profile_or_set_never_lands_on_other_runs(tmp_path, monkeypatch, capsys):
+    """Issue 20: `ablate --profile fast ... --set epochs=1`, then `epochs=2`, trained over the first run."""
+    from t2vlad_lib import cli
+    from t2vlad_lib.course.ablate import variant_config
+    from t2vlad_lib.engine.runs import is_finished
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "abl"
+    tiny = {k: v for k, v in small_run().items() if k != "epochs"}
+    runs = {}
+    for epochs in (1, 2):
+        extra = {**tiny, "epochs": epochs}
+        args = ["ablate", "--profile", "fast", "--seeds", "0", "--variants", "full (shared VLAD)", "--quiet",
+                "--out", str(out), "--set", *[f"{k}={v}" for k, v in extra.items()]]
+        assert cli.main(args) == 0
+        runs[epochs] = variant_config("fast", {}, 0, out, extra)
+    first = (runs[1].run_dir() / "best.pt").read_bytes()
+    assert runs[1].run_dir() != runs[2].run_dir()
+    assert is_finished(runs[1].run_dir(), runs[1]) and is_finished(runs[2].run_dir(), runs[2])
+    assert (runs[1].run_dir() / "best.pt").read_bytes() == first
+    course_run = variant_config("tutorial", {}, 0, out)
+    assert course_run.run_dir() == out / "base" / "seed0" and not course_run.run_dir().exists()
+    assert "training over it" not in capsys.readouterr().out

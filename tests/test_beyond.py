@@ -11,7 +11,7 @@ from helpers import small_run
 
 from t2vlad_lib.core.utils import time_in_turns, times_in_turns
 from t2vlad_lib.course.ablate import VARIANTS, ablate
-from t2vlad_lib.course.beyond import SYSTEMS, compare, query_seconds, trainable_parameters
+from t2vlad_lib.course.beyond import SYSTEMS, compare, query_seconds, system_config, trainable_parameters
 from t2vlad_lib.engine import train as train_module
 from t2vlad_lib.engine.evaluate import EvalSet
 from t2vlad_lib.extensions.matching import MatchingRecipe
@@ -83,12 +83,14 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     table = compare("fast", seeds=[0, 1], systems=systems, out_dir=out, extra=extra, recipe=recipe,
                     progress=False)
     assert list(table["system"]) == systems * 2
-    # T2VLAD and its re-rank share one trained run, which is also the ablations' "full" run
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "sys-t2vlad-distillation"]
-    student = json.loads((out / "sys-t2vlad-distillation/seed0/config.json").read_text())
-    assert student["distill"]["teacher"] == str(out / "base/seed0/best.pt")
+    # T2VLAD and its re-rank share one trained run, which is also the ablations' "full" run; the profile and
+    # extra overrides (not the course's) put them in a directory of their own
+    (grp,) = [p for p in out.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in grp.iterdir() if p.is_dir()) == ["base", "sys-t2vlad-distillation"]
+    student = json.loads((grp / "sys-t2vlad-distillation/seed0/config.json").read_text())
+    assert student["distill"]["teacher"] == str(grp / "base/seed0/best.pt")
     dual, rerank = table.iloc[0], table.iloc[1]
-    head = json.loads((out / f"base/seed0/matching-{recipe.tag}.json").read_text())
+    head = json.loads((grp / f"base/seed0/matching-{recipe.tag}.json").read_text())
     assert rerank["params"] == dual["params"] + head["head_params"] > dual["params"]
     assert rerank["query_seconds"] > head["rerank_seconds_per_query"] > 0  # the k head passes are added
     assert "rerank_seconds" not in table.columns
@@ -100,9 +102,9 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
         rows = table[table["system"] == name]
         assert rows["query_seconds"].nunique() == 1 or name == "T2VLAD + matching re-rank"
         assert rows["params"].nunique() == 1
-    stored = json.loads((out / "base/seed0/query.json").read_text())
+    stored = json.loads((grp / "base/seed0/query.json").read_text())
     assert stored["query_seconds"] == dual["query_seconds"] and stored["params"] == dual["params"]
-    assert not (out / "base/seed1/query.json").exists()
+    assert not (grp / "base/seed1/query.json").exists()
     assert pd.read_csv(out / "systems.csv")["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
 
     def boom(*a, **k):
@@ -128,15 +130,17 @@ def test_compare_reads_shipped_summaries_without_models(tmp_path, monkeypatch):
     first = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=src, extra=extra, progress=False)
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
     monkeypatch.setattr(shipped.install, "__defaults__", (tmp_path / "shipped", True))
-    shipped.pack({"base/seed0": src / "base/seed0"}, root=tmp_path / "shipped", evaluate_checkpoints=False)
+    run = system_config("T2VLAD", 0, "fast", src, extra).run_dir()
+    shipped.pack({"base/seed0": run}, root=tmp_path / "shipped", evaluate_checkpoints=False)
     calls = []
     monkeypatch.setattr(train_module, "train", lambda *a, **k: calls.append(k))
     out = tmp_path / "fresh"
     again = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
-    assert not calls and not (out / "base/seed0/best.pt").exists()
+    fresh = system_config("T2VLAD", 0, "fast", out, extra).run_dir()
+    assert not calls and (fresh / "results.json").exists() and not (fresh / "best.pt").exists()
     cols = ["t2v_R1", "v2t_R1", "params", "query_seconds", "train_seconds"]
     assert again[cols].to_dict() == first[cols].to_dict()
-    (out / "base/seed0/query.json").unlink()
+    (fresh / "query.json").unlink()
     with pytest.raises(RuntimeError, match="no stored query time"):  # the stub trained nothing
         compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
     assert calls and calls[0]["overwrite"] is True

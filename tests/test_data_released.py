@@ -429,10 +429,12 @@ def test_ids_shared_between_splits(msrvtt):
         load_split(msrvtt, "test", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
     with pytest.raises(ValueError, match=r"train_list_jsfusion.txt \(train\) and .*val_list_jsfusion.txt"):
         load_split(msrvtt, "train", layout="msrvtt-1k-a", experts=["rgb"], verbose=False)
-    # two splits may name the same list file on purpose (val = test)
+    # two splits naming one list file: model selection would happen on the test split
     same = Layout("val-is-test", RELEASED_DIMS, {"val": "test_list_full.txt", "test": "test_list_full.txt"})
-    assert load_split(msrvtt, "val", layout=same, verbose=False).video_ids == ["video7010", "video7011",
-                                                                                "video7012", "video7013"]
+    for split, other in (("val", "test"), ("test", "val")):
+        expected = rf"test_list_full.txt: the list of both the {split} and the {other} split \(layout "
+        with pytest.raises(ValueError, match=expected + r"'val-is-test'\); expected a list of its own"):
+            load_split(msrvtt, split, layout=same, verbose=False)
 
 
 def test_empty_or_non_utf8_split_list(msrvtt):

@@ -11,7 +11,9 @@ import os
 import re
 import struct
 import time
+import types
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from t2vlad_lib.core.checkpoint import (
 )
 from t2vlad_lib.engine.config import load_config
 from t2vlad_lib.engine.runs import is_finished, load_run, run_state
-from t2vlad_lib.engine.train import train, train_or_load
+from t2vlad_lib.engine.train import RunExistsError, train, train_or_load
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +83,7 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused_everywhere(tmp_path, cap
         load_teacher(evil, None)
     code, err = _cli(capsys, "evaluate", "--checkpoint", evil)
     assert code == 2 and "cannot be loaded safely" in err and str(evil) in err
+    assert "holds a Python object (getattr) other than" in err and "weights_only" not in err  # our advice
     code, err = _cli(capsys, "search", "a red seven", "--checkpoint", evil)
     assert code == 2 and "cannot be loaded safely" in err
     assert not marker.exists()  # nothing ran
@@ -145,19 +148,20 @@ def test_finished_means_best_pt_of_this_config_not_results_json(tmp_path, finish
     (copy / "results.json").write_text(json.dumps(doctored))
     other_here = load_config("fast", small_run(copy, epochs=1, **{"model.num_clusters": 4}))
     assert not is_finished(copy, other_here)
-    model, _, results = train_or_load(other_here, progress=False)  # retrained, and says so
-    assert "holds a run of another config" in capsys.readouterr().out
-    assert model.config.num_clusters == 4 and is_finished(copy, other_here)
+    before = (copy / "best.pt").read_bytes()
+    with pytest.raises(RunExistsError, match=r"holds a run of another config or data \(there vs here: "
+                                             r"model.num_clusters: 3 vs 4\): not training over it; delete"):
+        train_or_load(other_here, progress=False)  # never trained over: the run stays
+    assert (copy / "best.pt").read_bytes() == before and is_finished(copy, replace(cfg, out_dir=str(copy)))
 
 
 def test_state_dict_mismatch_names_the_checkpoint_and_the_config(finished):
     cfg, res = finished
     other = load_config("fast", small_run(res.run_dir, epochs=1, **{"model.num_clusters": 4}))
-    with pytest.raises(CheckpointError, match=r"trained with another config: model.num_clusters differ"):
+    with pytest.raises(CheckpointError, match=r"trained with another config \(there vs here: "
+                                              r"model.num_clusters: 3 vs 4\)"):
         load_run(res.run_dir, cfg=other)
     run = load_run(res.run_dir)
-    from dataclasses import replace
-
     narrower = replace(run.data, expert_dims={**run.data.expert_dims, "audio": 16})  # other features
     with pytest.raises(CheckpointError) as err:
         load_run(res.run_dir, data=narrower)
@@ -310,5 +314,252 @@ def test_a_checkpoint_is_refused_on_other_data(finished, tmp_path):
     other = tmp_path / "digitclips-v9-full-seed0"
     shutil.copytree(ROOT / "data_samples" / "digitclips-sample", other)
     moved = load_config("fast", small_run(tmp_path / "x", epochs=1, **{"data.dataset": str(other)}))
-    with pytest.raises(CheckpointError, match="on 'digitclips-sample' but this data is 'digitclips-v9"):
+    with pytest.raises(CheckpointError, match=r"on 'digitclips-sample \[digitclips-sample\] \w{12}' but this "
+                                              r"data is 'digitclips-v9-full-seed0 \["):
         load_run(res.run_dir, data=prepare(moved, verbose=False))
+
+
+# --- one run identity: a DigitClips version bump is never a finished run ---------------------------------
+
+
+@pytest.fixture
+def digitclips_v3(tmp_path, monkeypatch):
+    """A DigitClips "v3" data cache that holds the 64-video sample (generating the fast set takes a minute)
+    and a function that bumps the generator to v4, as a new release would (the new data regenerated)."""
+    import shutil
+
+    from t2vlad_lib.data import digitclips
+
+    cache = tmp_path / "cache"
+    shutil.copytree(ROOT / "data_samples" / "digitclips-sample", cache / "digitclips-v3-fast-seed0")
+    monkeypatch.setattr(digitclips, "VERSION", 3)
+
+    def bump():
+        monkeypatch.setattr(digitclips, "VERSION", 4)
+        shutil.copytree(cache / "digitclips-v3-fast-seed0", cache / "digitclips-v4-fast-seed0")
+
+    return {"data.dataset": "digitclips", "data.fast": True}, bump
+
+
+def test_after_a_digitclips_version_bump_every_path_retrains_or_refuses(tmp_path, digitclips_v3, capsys):
+    from t2vlad_lib.course import shipped
+    from t2vlad_lib.course.ablate import run_variant
+    from t2vlad_lib.engine.runs import inspect_run
+    from t2vlad_lib.engine.train import ensure_trained
+
+    data, bump = digitclips_v3
+    extra = {**small_run(epochs=1), **data}
+    root = tmp_path / "abl"
+    metrics = run_variant("fast", {}, 0, root, extra)  # trained on v3
+    run_dir = next(root.glob("*/base/seed0"))
+    cfg = load_config("fast", {**extra, "out_dir": str(run_dir)})
+    assert load_checkpoint(run_dir / "best.pt")["data"]["id"] == "digitclips-v3-fast-seed0"
+    assert run_variant("fast", {}, 0, root, extra) == metrics  # the cached run
+    shipped.pack({"base/seed0": run_dir}, checkpoints={"base/seed0"}, root=tmp_path / "shipped",
+                 evaluate_checkpoints=False)
+    copy = load_config("fast", {**extra, "out_dir": str(tmp_path / "installed")})
+    assert shipped.install(copy, root=tmp_path / "shipped", verbose=False)  # an installed copy of the v3 run
+    before = (run_dir / "best.pt").read_bytes()
+
+    bump()
+    diff = "data: digitclips-v3-fast-seed0 vs digitclips-v4-fast-seed0"
+    assert inspect_run(run_dir, cfg).diff == (diff,) and run_state(run_dir, cfg) == "other"
+    refused = rf"{run_dir} holds a run of another config or data \(there vs here: {diff}\): not training"
+    for attempt in (lambda: run_variant("fast", {}, 0, root, extra),  # no stale results.json
+                    lambda: run_variant("fast", {"model.eval_use_global": False}, 0, root, extra),
+                    lambda: ensure_trained(cfg, progress=False),
+                    lambda: train_or_load(cfg, progress=False)):
+        with pytest.raises(RunExistsError, match=refused):
+            attempt()
+    with pytest.raises(RunExistsError, match=rf"already holds a run of another config or data .*{diff}"):
+        train(cfg, progress=False)
+    with pytest.raises(CheckpointError, match="trained on 'digitclips-v3-fast-seed0' but this config's data "
+                                              "is 'digitclips-v4-fast-seed0'"):
+        train(cfg, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="trained on 'digitclips-v3-fast-seed0' but this data is "
+                                              "'digitclips-v4-fast-seed0'"):
+        load_run(run_dir, cfg=cfg)
+    assert (run_dir / "best.pt").read_bytes() == before  # nothing lost
+    assert shipped.find(cfg, root=tmp_path / "shipped") is None  # the v3 shipped run is not this run
+    capsys.readouterr()
+    model, _, results = train_or_load(copy, progress=False)  # an installed copy holds nothing trained here
+    assert "replacing a shipped run installed for another config or data (data: " in capsys.readouterr().out
+    assert load_checkpoint(copy.run_dir() / "best.pt")["data"]["id"] == "digitclips-v4-fast-seed0"
+    assert "shipped" not in results and is_finished(copy.run_dir(), copy)
+
+
+# --- nothing lost: --overwrite, interrupted runs, resume -------------------------------------------------
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _train_args(out)
+    assert _cli(capsys, *args)[0] == 0
+    before = {n: (out / n).read_bytes() for n in ("best.pt", "last.pt", "results.json")}
+    code, err = _cli(capsys, *args, "data.dataset=/nonexistent", "--overwrite")
+    assert code == 2 and err.startswith("error: dataset directory /nonexistent not found")
+    assert err.count("\n") == 1
+    assert {n: (out / n).read_bytes() for n in before} == before and not (out / ".overwritten").exists()
+    # a kill during an --overwrite's first epoch: the next train into the directory puts the old run back
+    (out / ".overwritten").mkdir()
+    for name in ("best.pt", "last.pt", "results.json", "config.json"):
+        (out / name).rename(out / ".overwritten" / name)
+    (out / "config.json").write_text("{}")  # what the new run had written
+    code, said = cli.main([str(a) for a in args]), capsys.readouterr()
+    assert "put back the run that an interrupted --overwrite had set aside" in said.out
+    assert code == 2 and "already holds a finished run" in said.err
+    assert {n: (out / n).read_bytes() for n in before} == before and not (out / ".overwritten").exists()
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    assert _cli(capsys, *args, "--overwrite")[0] == 0 and not (out / ".overwritten").exists()
+
+
+def test_an_interrupted_first_epoch_is_named_and_its_temporary_files_cleaned(tmp_path, capsys, finished):
+    """A kill while the first last.pt was written leaves best.pt and a .tmp file: an interrupted run of this
+    config, not "a run of another config"."""
+    from t2vlad_lib.engine.train import ensure_trained
+
+    cfg, res = finished
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes((res.run_dir / "best.pt").read_bytes())
+    (out / ".last.pt.k1ll3d.tmp").write_bytes(b"\0" * 1000)
+    here = replace(cfg, out_dir=str(out))
+    assert run_state(out, here) == "interrupted"
+    code, err = _cli(capsys, *_train_args(out))
+    assert code == 2 and "holds an interrupted run (killed before its first last.pt was written" in err
+    assert not list(out.glob(".*.tmp"))  # cleaned under the lock
+    ensure_trained(here, progress=False)
+    assert "holds an interrupted run" in capsys.readouterr().out and is_finished(out, here)
+
+
+def test_resume_neither_shrinks_epochs_nor_rewrites_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--profile", "fast", "--quiet", "--set",
+            *[f"{k}={v}" for k, v in small_run(out, epochs=2).items()]]
+    assert _cli(capsys, *args)[0] == 0
+    results = (out / "results.json").read_bytes()
+    code, err = _cli(capsys, *_train_args(out), "--resume")  # epochs=1 on a 2-epoch run
+    assert code == 2 and f"{out / 'last.pt'} has 2 epochs done; epochs=1 would end the run before them" in err
+    code, said = cli.main([*args, "--resume"]), capsys.readouterr()  # nothing left: the stored result
+    assert code == 0 and "best epoch" in said.out and (out / "results.json").read_bytes() == results
+
+
+# --- one-line errors ----------------------------------------------------------------------------------------
+
+
+def test_a_lock_that_is_a_symbolic_link_is_refused(tmp_path):
+    target = tmp_path / "important.txt"
+    target.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(target)
+    with pytest.raises(RunLockError, match=f"{run / '.lock'} is a symbolic link"):
+        with run_lock(run):
+            pass
+    assert target.read_text() == "keep me"
+
+
+def test_a_full_disk_inside_torch_save_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    import t2vlad_lib.core.checkpoint as checkpoint
+
+    real = os.fdopen
+
+    class Full:  # a disk that fills up after 10 KB, as torch.save meets it
+        def __init__(self, fh):
+            self.fh, self.written = fh, 0
+
+        def write(self, data):
+            if self.written + len(data) > 10_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    fake_os = types.SimpleNamespace(**vars(os))  # only checkpoint.py's writes meet the full disk
+    fake_os.fdopen = lambda fd, mode: Full(real(fd, mode))
+    monkeypatch.setattr(checkpoint, "os", fake_os)
+    with pytest.raises(OSError) as err:
+        save_checkpoint(tmp_path / "x.pt", {"model": {"w": torch.zeros(10_000)}, "config": {}})
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())  # no temporary file left
+    code, err = _cli(capsys, *_train_args(tmp_path / "run"))  # stderr also has the text cache's progress bar
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    best = tmp_path / "run" / "best.pt"
+    assert err.endswith(f"\nerror: {best}: the disk is full (No space left on device); free some space, or "
+                        "point --out or T2VLAD_CACHE to another disk\n")
+
+
+def test_out_or_cache_that_is_no_directory_is_one_line(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for out in (afile, tmp_path / "dangling", tmp_path / "loop", afile / "run"):
+        code, err = _cli(capsys, *_train_args(out))
+        assert code == 2 and err.count("\n") == 1 and f"error: {out}" in err, err
+        assert "--out and T2VLAD_CACHE must name directories" in err
+    monkeypatch.setenv("T2VLAD_CACHE", str(afile))
+    code, err = _cli(capsys, *_train_args(tmp_path / "run"))
+    assert code == 2 and f"error: {afile}: it exists and is not a directory" in err
+
+
+def test_unreadable_is_not_reported_as_a_full_disk(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "features.rgb.pkl"
+
+    def denied(*_, **__):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("t2vlad_lib.engine.train.train", denied)
+    code, err = _cli(capsys, *_train_args(tmp_path / "run"))
+    assert code == 2 and f"error: {path}: permission denied" in err and "full" not in err
+
+
+def test_damaged_run_records_are_one_line_naming_the_file(tmp_path, capsys, finished):
+    cfg, res = finished
+    bad = tmp_path / "bad" / "best.pt"
+    bad.parent.mkdir()
+    good = load_checkpoint(res.run_dir / "best.pt")
+    save_checkpoint(bad, {**{k: v for k, v in good.items() if k != "sha256"}, "data": {}})
+    code, err = _cli(capsys, "evaluate", "--checkpoint", bad)
+    assert code == 2 and f"error: {bad}: its data record {{}} names no data set" in err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((res.run_dir / "best.pt").read_bytes())
+    (run / "results.json").write_text(json.dumps({"best_epoch": 1}))
+    code, err = _cli(capsys, *_train_args(run))
+    assert code == 2 and f"{run / 'results.json'}: no test metrics" in err and err.count("\n") == 1
+    with pytest.raises(RunExistsError, match="a damaged run .*results.json: no test metrics"):
+        train_or_load(replace(cfg, out_dir=str(run)), progress=False)
+
+
+def test_a_distillation_teacher_must_fit_and_share_the_students_data(tmp_path, finished):
+    import shutil
+
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.extensions.distill import load_teacher
+
+    cfg, res = finished
+    good = {k: v for k, v in load_checkpoint(res.run_dir / "best.pt").items() if k != "sha256"}
+    foreign = tmp_path / "matching.pt"
+    save_checkpoint(foreign, {**good, "kind": "matching", "dual_config": good["config"],
+                              "dual": good["model"], "head_config": {"width": 3}, "head": {}})
+    data = load_run(res.run_dir).data
+    with pytest.raises(CheckpointError, match=f"distillation teacher {foreign} is not a teacher this version "
+                                              r"can load \(TypeError"):
+        load_teacher(foreign, data)
+    other = tmp_path / "other-data"
+    shutil.copytree(ROOT / "data_samples" / "digitclips-sample", other)
+    elsewhere = prepare(load_config("fast", small_run(tmp_path / "x", **{"data.dataset": str(other)})),
+                        verbose=False)
+    with pytest.raises(CheckpointError, match=r"teacher .* was trained on 'digitclips-sample \[.*the student "
+                                              r"trains on 'other-data \["):
+        load_teacher(res.run_dir / "best.pt", elsewhere)
+    assert load_teacher(res.run_dir / "best.pt", data).kind == "dual"

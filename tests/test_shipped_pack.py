@@ -1,13 +1,16 @@
 """Packing and installing shipped runs on a small run: float16 weights that reproduce their manifest metrics,
 installation by fingerprint, the summary state, T2VLAD_RETRAIN."""
 
+import hashlib
 import json
+import re
 import shutil
 
 import pytest
 import torch
 from helpers import small_run
 
+from t2vlad_lib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from t2vlad_lib.course import shipped
 from t2vlad_lib.engine.config import load_config
 from t2vlad_lib.engine.evaluate import evaluate
@@ -45,7 +48,9 @@ def test_pack_writes_summaries_half_weights_and_a_manifest(packed):
                                                                "query.json", "results.json"]
     entry = man["runs"]["a"]
     assert entry["fingerprint"] == shipped.fingerprint(cfgs["a"]) != shipped.fingerprint(cfgs["b"])
-    assert entry["data_version"].startswith("released:") and entry["seed"] == 0
+    assert entry["data"].startswith("digitclips-sample [digitclips-sample] ") and entry["seed"] == 0
+    weights = (root / "a" / "best.fp16.pt").read_bytes()
+    assert entry["checkpoint_sha256"] == hashlib.sha256(weights).hexdigest()
     half = torch.load(root / "a" / "best.fp16.pt", weights_only=True)["model"]
     assert all(v.dtype in (torch.float16, torch.int64) for v in half.values())
     run = load_run(root / "a" / "best.fp16.pt")  # the float16 weights reproduce their manifest metrics
@@ -123,3 +128,75 @@ def test_packing_again_keeps_where_and_when_a_run_was_trained(packed, tmp_path, 
     assert fresh["runs"]["b"]["code"] == {"commit": "later"}
     assert fresh["runs"]["b"]["machine"] == "another machine"
     assert fresh["runs"]["a"]["machine"] == man["runs"]["a"]["machine"]
+
+
+def _tampered(packed, tmp_path, edit) -> tuple:
+    """A copy of the packed folder after ``edit(root, manifest)``, and the config of run "a" elsewhere."""
+    base, cfgs, _ = packed
+    root = tmp_path / "shipped"
+    shutil.copytree(base / "shipped", root)
+    man = json.loads((root / "manifest.json").read_text())
+    edit(root, man)
+    (root / "manifest.json").write_text(json.dumps(man))
+    return root, load_config("fast", small_run(tmp_path / "mine", epochs=1, seed=0))
+
+
+def _resave(path, **changes):
+    payload = {k: v for k, v in load_checkpoint(path).items() if k != "sha256"}
+    save_checkpoint(path, {**payload, **changes})
+
+
+@pytest.mark.parametrize("attack", ["swapped seeds", "zeroed weights", "edited results"])
+def test_install_refuses_shipped_files_that_differ_from_the_manifest(packed, tmp_path, attack):
+    def edit(root, man):
+        ckpt = root / "a" / "best.fp16.pt"
+        if attack == "swapped seeds":  # another seed's config in the file (a valid checkpoint)
+            _resave(ckpt, config={**load_checkpoint(ckpt)["config"], "seed": 1})
+        elif attack == "zeroed weights":
+            _resave(ckpt, model={k: torch.zeros_like(v) for k, v in load_checkpoint(ckpt)["model"].items()})
+        else:
+            results = json.loads((root / "a" / "results.json").read_text())
+            (root / "a" / "results.json").write_text(json.dumps({**results, "test": {"t2v_R1": 99.0}}))
+
+    root, here = _tampered(packed, tmp_path, edit)
+    what = "not have the manifest's test metrics" if attack == "edited results" else "best.fp16.pt has sha256"
+    expected = f"shipped run {root / 'a'}: .*{what}.*restore it \\(git checkout shipped_runs\\)"
+    with pytest.raises(CheckpointError, match=expected):
+        shipped.install(here, root=root)
+    assert not (here.run_dir() / "best.pt").exists() and run_state(here.run_dir(), here) == "empty"
+
+
+def test_install_refuses_a_fingerprint_pointed_at_another_run(packed, tmp_path):
+    other = load_config("fast", small_run(tmp_path / "other", epochs=1, seed=0, **{"model.num_clusters": 4}))
+    root, _ = _tampered(packed, tmp_path, lambda root, man: man["runs"]["a"].update(
+        fingerprint=shipped.fingerprint(other)))
+    expected = r"not the run of this config, though the manifest's fingerprint says so \(shipped vs here: "
+    with pytest.raises(CheckpointError, match=expected + "model.num_clusters: 3 vs 4"):
+        shipped.install(other, root=root)
+    assert not other.run_dir().exists()
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda root, man: man["runs"].update({"../outside": man["runs"].pop("b")}),
+     "run name '../outside' is not a path inside"),
+    (lambda root, man: man["runs"]["b"].pop("fingerprint"), "run 'b' has no \"fingerprint\" string"),
+    (lambda root, man: man.pop("runs"), "expected an object with \"runs\""),
+])
+def test_a_bad_manifest_is_one_error_naming_it(packed, tmp_path, edit, expected):
+    root, here = _tampered(packed, tmp_path, edit)
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'manifest.json'}: {expected}")):
+        shipped.install(here, root=root)
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'manifest.json'}: not valid JSON")):
+        shipped.find(here, root=root)
+
+
+def test_refresh_recomputes_the_manifests_identities_only(packed, tmp_path):
+    def edit(root, man):
+        for entry in man["runs"].values():
+            entry["fingerprint"] = "0" * 16
+            entry["data_version"] = entry.pop("data")
+
+    root, _ = _tampered(packed, tmp_path, edit)
+    again = shipped.refresh(root)
+    assert again == packed[2] and json.loads((root / "manifest.json").read_text()) == packed[2]

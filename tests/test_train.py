@@ -175,8 +175,8 @@ def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
         for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
     )
     other = load_config("fast", small(tmp_path / "tol", epochs=1, **{"model.num_clusters": 4}))
-    with pytest.raises(AssertionError, match="must be loaded"):  # another config: it would retrain
-        train_module.train_or_load(other, data=data, progress=False)
+    with pytest.raises(train_module.RunExistsError, match=r"model.num_clusters: 3 vs 4\): not training over"):
+        train_module.train_or_load(other, data=data, progress=False)  # another config: never trained over
 
 
 def test_cli_evaluate_and_search_a_checkpoint(tmp_path):

@@ -10,10 +10,13 @@ renamed over the old one (``os.replace`` is atomic): a crash mid-write leaves th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import pickle
 import random
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,15 +99,29 @@ def _atomic(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except (RuntimeError, OSError) as err:  # torch.save reports a failed write as "unexpected pos"
+            cause = err if isinstance(err, OSError) else _os_error(err)
+            if cause is None or cause.filename:
+                raise
+            raise OSError(cause.errno, cause.strerror, str(path)) from None  # e.g. ENOSPC: the disk is full
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError (e.g. ENOSPC, disk full) behind an exception, if one is in its chain."""
+    seen = err.__context__
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__context__
+    return seen
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -130,11 +147,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, forbidden global (code), foreign format ...
+    except OSError:  # unreadable (permissions): the caller reports it as such
+        raise
+    except Exception as exc:  # a global that is not a tensor or plain value (code), a truncated zip ...
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+            raise CheckpointError(  # not torch's advice (to load it without weights_only): that runs code
+                f"checkpoint {path} cannot be loaded safely: it holds a Python object "
+                f"{'(' + found.group(1) + ') ' if found else ''}other than tensors and plain values, and "
+                "unpickling it could run code, so t2vlad never loads it; train the run again, or get the "
+                "file from where it was made"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
             f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: {first[:300]}); it is "
-            "truncated, not a t2vlad checkpoint, or holds objects other than tensors and plain values"
+            "truncated or not a t2vlad checkpoint"
         ) from None
     missing = {"model", "config"} - set(payload) if isinstance(payload, dict) else {"model", "config"}
     if missing:
@@ -161,7 +188,13 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / ".lock"
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symbolic link: the pid would be written wherever it points
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            raise RunLockError(f"{lock} is a symbolic link; a run lock must be a plain file: delete it "
+                               f"({os.readlink(lock)!r} is left alone)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -172,7 +205,7 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
                 "to finish or stop it (the lock is released when that process ends)"
             ) from None
         try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            same = os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino
         except FileNotFoundError:
             same = False
         if same:

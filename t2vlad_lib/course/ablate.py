@@ -3,12 +3,16 @@
     table = ablate("tutorial", seeds=[0, 1, 2])                # Table 4 + Table 5 variants
     table = ablate("tutorial", variants=sweep("model.num_clusters", [4, 8, 16, 32]))
 
-Every (variant, seed) run writes ``results.json`` in its own run directory; a later call with the same
-config finds it and does not train again, so an interrupted sweep continues where it stopped.
+Every (variant, seed) run writes ``results.json`` in its own run directory,
+``<out_dir>/[<profile>-<hash of extra>/]<variant>/seed<seed>`` (the middle part for any profile but
+:data:`PROFILE` or with ``extra`` overrides, so a ``--profile fast`` or ``--set`` sweep never lands on the
+course's runs); a later call with the same config finds it and does not train again, so an interrupted
+sweep continues where it stopped (``train.ensure_trained``: a run of another config or data is refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import pandas as pd
 
 from ..core.checkpoint import atomic_write_text
 from ..data.digitclips import read_attributes
-from ..engine.config import TrainConfig, load_config
+from ..engine.config import TrainConfig, load_config, lookup
 from ..engine.evaluate import evaluate
 from ..engine.pipeline import prepare
 from ..engine.runs import load_run, read_results
@@ -25,6 +29,7 @@ from ..engine.train import ensure_trained
 from ..extensions.specialisation import specialisation
 
 __all__ = [
+    "PROFILE",
     "VARIANTS",
     "TABLE4",
     "TABLE5",
@@ -46,6 +51,8 @@ __all__ = [
     "TEST_ONLY_KEYS",
     "diagnosis_summary",
 ]
+
+PROFILE = "tutorial"  # the course's profile: its sweeps without extra overrides sit at <out_dir>/<variant>/
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -120,12 +127,10 @@ def without_defaults(profile: str | Path, overrides: dict[str, Any]) -> dict[str
     raw = load_config(profile).to_dict()
 
     def value(key: str) -> Any:
-        node: Any = raw
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise KeyError(f"override {key!r}: profile {profile!r} has no such key")
-            node = node[part]
-        return node
+        try:
+            return lookup(raw, key)
+        except KeyError:
+            raise KeyError(f"override {key!r}: profile {profile!r} has no such key") from None
 
     return {k: v for k, v in overrides.items() if value(k) != v}
 
@@ -142,6 +147,17 @@ def _run_name(overrides: dict[str, Any]) -> str:
     return "base" if not train_keys else "_".join(f"{k.split('.')[-1]}-{v}" for k, v in train_keys.items())
 
 
+def _group(profile: str | Path, extra: dict[str, Any] | None) -> str:
+    """The directory of a sweep's runs under its root: "" for the course's profile without extra overrides,
+    else ``<profile>[-<6 hex of the extra overrides>]``."""
+    if str(profile) == PROFILE and not extra:
+        return ""
+    if not extra:
+        return Path(profile).stem
+    tag = hashlib.sha1(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{Path(profile).stem}-{tag}"
+
+
 def variant_config(
     profile: str | Path,
     overrides: dict[str, Any],
@@ -151,9 +167,10 @@ def variant_config(
     run_name: str | None = None,
 ) -> TrainConfig:
     """The training config of a variant: test-time-only keys dropped, run directory
-    ``root/<run_name or a name made of the overrides>/seed<seed>``."""
+    ``root/[<profile>-<hash of extra>/]<run_name or a name made of the overrides>/seed<seed>`` (module
+    docstring)."""
     train_over = {k: v for k, v in overrides.items() if k not in TEST_ONLY_KEYS}
-    out = Path(root) / (run_name or _run_name(overrides)) / f"seed{seed}"
+    out = Path(root) / _group(profile, extra) / (run_name or _run_name(overrides)) / f"seed{seed}"
     return _config(profile, {**train_over, "out_dir": str(out)}, seed, extra)
 
 
@@ -178,14 +195,13 @@ def run_variant(
     data=None,
     run_name: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or load from the cache) one variant and seed; return its test metrics.
-
-    Test-time-only variants reuse the trained run of their base and re-evaluate its best checkpoint.
+    """Train (or load from the cache) one variant and seed (``train.ensure_trained``); return its test
+    metrics. Test-time-only variants reuse the trained run of their base and re-evaluate its best checkpoint.
     """
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
     test_time = any(k in TEST_ONLY_KEYS for k in overrides)
-    ensure_trained(cfg, data, progress, need_model=test_time)
+    ensure_trained(cfg, data, need_model=test_time, progress=progress)
     if not test_time:
         return read_results(cfg.run_dir())["test"]
     eval_cfg = _config(profile, {**overrides, "out_dir": cfg.out_dir}, seed, extra)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from ..core.utils import time_in_turns
 from ..engine.config import load_config
 from ..engine.evaluate import encode_videos, query_topk
 from ..engine.runs import load_run, read_results
-from ..engine.train import ensure_trained, installed_state
+from ..engine.train import ensure_trained
 from ..extensions.matching import RECIPE, MatchingRecipe, train_matching
 from .ablate import VARIANTS, shared_data, variant_config
 from .shipped import machine
@@ -148,14 +147,6 @@ def system_config(
 QUERY_FILE = "query.json"  # params and seconds per query of a system's first-seed run
 
 
-def _ready(cfg, need_model: Callable[[], bool]) -> bool:
-    """True when ``cfg``'s run needs no training: finished, or a shipped summary when ``need_model()`` is
-    False, asked after an empty directory got its shipped run (``train.installed_state``), whose files
-    (``query.json``, a re-ranker's summary) decide it."""
-    state = installed_state(cfg)
-    return state == "finished" or (state == "summary" and not need_model())
-
-
 def compare(
     profile: str | Path = "tutorial",
     seeds: list[int] | tuple[int, ...] = (0, 1, 2),
@@ -195,12 +186,12 @@ def compare(
         return SYSTEMS[name].rerank and not recipe.summary_path(cfg.run_dir()).exists()
 
     def ensure(name: str, seed: int, need_model: bool):
-        cfg = config(name, seed)
-        if not _ready(cfg, lambda: need_model or needs_model(name, seed, cfg)):
-            teacher = SYSTEMS[name].teacher
-            if teacher is not None:
-                ensure(teacher, seed, need_model=True)  # the student trains on the teacher's best.pt
-            ensure_trained(cfg, shared_data(prepared, cfg, progress), progress, need_model=True)
+        cfg, teacher = config(name, seed), SYSTEMS[name].teacher
+        ensure_trained(  # whether the model is needed is asked once a shipped run brought its files
+            cfg, lambda: shared_data(prepared, cfg, progress), progress=progress,
+            need_model=lambda: need_model or needs_model(name, seed, cfg),
+            before_training=None if teacher is None else lambda: ensure(teacher, seed, True),  # its best.pt
+        )
         return cfg
 
     cfgs = {(name, seed): ensure(name, seed, False) for seed in seeds for name in names}

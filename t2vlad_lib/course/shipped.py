@@ -3,18 +3,22 @@ the full-run results in minutes (the download-or-train pattern of the UvA DL not
 
 ``shipped_runs/`` holds, per run, its ``config.json``, ``results.json`` and ``history.csv`` (a few KB), for
 a few runs the notebooks reload also ``best.fp16.pt`` (the validation-selected weights in float16, a
-``checkpoint`` file: tensors and plain values, sha256-verified), and one ``manifest.json``: per run its
-config *fingerprint*, the code and data versions, date, machine and metrics (and, for a shipped checkpoint,
-the test metrics of exactly those float16 weights, which may differ from the float32 run's by a query).
+``checkpoint`` file: tensors and plain values, sha256-verified), and one ``manifest.json``: per run the
+*fingerprint* of its identity (``runs.RunIdentity``: the config, runtime keys aside, and the data, e.g.
+``digitclips-v3-full-seed0``), the code version, date, machine and metrics (and, for a shipped checkpoint,
+the sha256 of the file and the test metrics of exactly those float16 weights, which may differ from the
+float32 run's by a query).
 
 ``install(cfg)`` is called by ``train.ensure_trained`` when a run directory is empty: if a shipped run has
-the fingerprint of ``cfg`` (the same config, runtime keys aside, on the same DigitClips version) its files
-are copied into ``cfg.run_dir()`` and a line says so. ``T2VLAD_RETRAIN=1`` turns this off: everything is
-trained. A run shipped without a checkpoint installs as a *summary* (``runs.run_state``): enough for the
-tables; a notebook that needs the model trains it.
+the fingerprint of ``cfg`` its files are checked (the weights against the manifest's sha256, the shipped
+config and data against ``cfg``'s identity) and copied into ``cfg.run_dir()``, and a line says so.
+``T2VLAD_RETRAIN=1`` turns this off: everything is trained. A run shipped without a checkpoint installs as
+a *summary* (``runs.inspect_run``): enough for the tables; a notebook that needs the model trains it.
 
 ``pack(run_dirs, checkpoints)`` writes the folder; ``course.regenerate()`` (``make shipped``) retrains or
 loads every run of the course and packs it: the one command that regenerates every shipped file.
+``refresh()`` recomputes the manifest's fingerprints from the shipped configs after the identity's
+definition changed (no run changes).
 """
 
 from __future__ import annotations
@@ -28,19 +32,26 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
-from ..core.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from ..data.digitclips import VERSION
-from ..engine.config import RUNTIME_KEYS, TrainConfig, from_dict
+from ..core.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from ..engine.config import TrainConfig, from_dict
 from ..engine.evaluate import evaluate
-from ..engine.runs import load_run, read_results, register_run_source
+from ..engine.pipeline import data_identity
+from ..engine.runs import (
+    inspect_run,
+    load_run,
+    read_results,
+    recorded_data,
+    register_run_source,
+    run_identity,
+)
 
-__all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "manifest", "machine",
-           "provenance"]
+__all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "manifest", "refresh",
+           "machine", "provenance"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "shipped_runs"
 SUMMARY_FILES = ("config.json", "results.json", "history.csv")
@@ -50,22 +61,9 @@ EXTRA_FILES = ("query.json", "matching-*.json")
 CHECKPOINT = "best.fp16.pt"
 
 
-def _data_version(cfg: TrainConfig) -> str:
-    if cfg.data.dataset != "digitclips":
-        return f"released:{cfg.data.dataset}"
-    return f"digitclips-v{VERSION}"
-
-
 def fingerprint(cfg: TrainConfig | dict[str, Any]) -> str:
-    """sha256 (16 hex) of a config without its runtime-only keys (a distillation teacher counts by its path
-    relative to the run), and of the DigitClips version it trains on: equal fingerprints, the same run."""
-    cfg = from_dict(cfg) if isinstance(cfg, dict) else cfg
-    body = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
-    if cfg.distill.teacher:  # the teacher's path relative to this run, not where the runs root lies
-        teacher = os.path.relpath(cfg.distill.teacher, cfg.run_dir())
-        body["distill"] = {**body["distill"], "teacher": teacher}
-    text = json.dumps({"config": body, "data_version": _data_version(cfg)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The fingerprint of a config's run identity (``runs.RunIdentity``): equal fingerprints, the same run."""
+    return run_identity(cfg).fingerprint()
 
 
 def retrain() -> bool:
@@ -74,11 +72,24 @@ def retrain() -> bool:
 
 
 def manifest(root: str | Path = SHIPPED_DIR) -> dict[str, Any]:
-    """``manifest.json`` of a shipped folder (``{"runs": {}}`` when there is none)."""
+    """``manifest.json`` of a shipped folder (``{"runs": {}}`` when there is none). A file that is not JSON,
+    an entry without a fingerprint, or a run name that leads out of the folder is a ValueError naming it."""
     path = Path(root) / "manifest.json"
     if not path.exists():
         return {"runs": {}}
-    return json.loads(path.read_text())
+    try:
+        man = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); restore it (git checkout {path})") from None
+    if not isinstance(man, dict) or not isinstance(man.get("runs"), dict):
+        raise ValueError(f"{path}: expected an object with \"runs\": run name -> entry")
+    for name, entry in man["runs"].items():
+        parts = PurePosixPath(name).parts
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+            raise ValueError(f"{path}: run name {name!r} is not a path inside {Path(root)}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str):
+            raise ValueError(f"{path}: run {name!r} has no \"fingerprint\" string")
+    return man
 
 
 def find(cfg: TrainConfig, root: str | Path = SHIPPED_DIR) -> tuple[str, dict[str, Any]] | None:
@@ -90,12 +101,49 @@ def find(cfg: TrainConfig, root: str | Path = SHIPPED_DIR) -> tuple[str, dict[st
     return None
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(cfg: TrainConfig, src: Path, entry: dict[str, Any]) -> tuple[dict, dict | None]:
+    """The shipped run's ``results.json`` and checkpoint payload (None without one), after checking that
+    they are the run of ``cfg`` the manifest promises: the weights file has the manifest's sha256, and the
+    shipped config and data (of ``results.json`` and of the checkpoint) have ``cfg``'s identity."""
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(f"shipped run {src}: {what}; the shipped folder was changed: restore it "
+                               "(git checkout shipped_runs), or set T2VLAD_RETRAIN=1 to train the run")
+
+    results = read_results(src)
+    if results is None or results["test"] != entry.get("test"):
+        raise refuse("its results.json is missing or does not have the manifest's test metrics")
+    want = run_identity(cfg)
+    diff = run_identity(results.get("config", {}), entry.get("data", "")).diff(want)
+    payload = None
+    if (src / CHECKPOINT).exists():
+        digest = _file_sha256(src / CHECKPOINT)
+        if digest != entry.get("checkpoint_sha256"):
+            raise refuse(f"{CHECKPOINT} has sha256 {digest[:16]}..., the manifest "
+                         f"{str(entry.get('checkpoint_sha256'))[:16]}...")
+        payload = load_checkpoint(src / CHECKPOINT)
+        diff = diff or run_identity(payload["config"], recorded_data(payload, src / CHECKPOINT)).diff(want)
+    if diff:
+        raise refuse(f"it is not the run of this config, though the manifest's fingerprint says so "
+                     f"(shipped vs here: {'; '.join(diff[:4])})")
+    return results, payload
+
+
 def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = True) -> bool:
     """Copy the shipped run of ``cfg`` into ``cfg.run_dir()``; False when there is none (or retraining).
 
-    The config files are rewritten with ``cfg``'s own ``out_dir`` (a runtime key), the float16 weights, if
-    shipped, become a float32 ``best.pt`` with the shipped config; ``results.json`` gains ``"shipped"``:
-    the manifest entry (date, machine, the float16 weights' test metrics).
+    The shipped files are checked first (:func:`_verified`; a mismatch is a ``CheckpointError``). The
+    config files get ``cfg``'s own config (the same identity: only runtime keys such as ``out_dir``, and
+    where a distillation teacher lies, differ), the float16 weights, if shipped, become a float32
+    ``best.pt``; ``results.json`` gains ``"data"`` (the data identity) and ``"shipped"``: the manifest entry
+    (date, machine, the float16 weights' test metrics).
     """
     if retrain():
         return False
@@ -104,12 +152,13 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
         return False
     name, entry = hit
     src, run_dir = Path(root) / name, cfg.run_dir()
+    if not src.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"{Path(root) / 'manifest.json'}: run {name!r} lies outside {root}")
+    results, payload = _verified(cfg, src, entry)
     run_dir.mkdir(parents=True, exist_ok=True)
     here = cfg.to_dict()
-    results = json.loads((src / "results.json").read_text())
-    results.update(config=here, shipped={k: v for k, v in entry.items() if k != "config"})
-    if (src / CHECKPOINT).exists():
-        payload = load_checkpoint(src / CHECKPOINT)
+    results.update(config=here, data=entry["data"], shipped={k: v for k, v in entry.items() if k != "config"})
+    if payload is not None:
         payload["model"] = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
         save_checkpoint(run_dir / "best.pt", {**{k: v for k, v in payload.items() if k != "sha256"},
                                               "config": here})
@@ -120,7 +169,7 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
     atomic_write_text(run_dir / "config.json", json.dumps(here, indent=2))
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if verbose:
-        what = "run" if (src / CHECKPOINT).exists() else "run summary"
+        what = "run" if payload is not None else "run summary"
         print(f"loaded the shipped {what} of {entry['date']} ({entry['machine']}) into {run_dir}; "
               "set T2VLAD_RETRAIN=1 to train it yourself")
     return True
@@ -199,9 +248,12 @@ def pack(
         results = read_results(run_dir)
         if results is None:
             raise ValueError(f"pack: {run_dir} has no results.json; train it first")
+        cfg = from_dict(results["config"])
+        state = inspect_run(run_dir, cfg)
+        if state.kind not in ("finished", "summary"):
+            raise ValueError(f"pack: {run_dir} holds {state.describe()}, not a finished run of its config")
         dst = tmp / name
         dst.mkdir(parents=True)
-        cfg = from_dict(results["config"])
         for f in SUMMARY_FILES:
             if f == "results.json":  # an installed run's copy of its manifest entry stays in the manifest
                 clean = {k: v for k, v in results.items() if k != "shipped"}
@@ -216,7 +268,7 @@ def pack(
             "fingerprint": fingerprint(cfg),
             "profile": cfg.profile,
             "seed": cfg.seed,
-            "data_version": _data_version(cfg),
+            "data": data_identity(cfg),
             "code": {"commit": shipped.get("code", {}).get("commit", _commit())},
             "date": shipped.get("date", when),
             "machine": shipped.get("machine", machine()),
@@ -233,6 +285,7 @@ def pack(
                                                "epoch": payload.get("epoch"), "val": payload.get("val", {}),
                                                "data": payload.get("data")})
             entry["checkpoint"] = CHECKPOINT
+            entry["checkpoint_sha256"] = _file_sha256(dst / CHECKPOINT)
             if evaluate_checkpoints:
                 run = load_run(dst / CHECKPOINT)
                 run.model.float()
@@ -243,6 +296,24 @@ def pack(
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return out
+
+
+def refresh(root: str | Path = SHIPPED_DIR) -> dict[str, Any]:
+    """Recompute every manifest entry's identity fields from its shipped ``config.json``: ``fingerprint``,
+    ``data`` and the checkpoint's ``checkpoint_sha256`` (after the definition of a run's identity changed;
+    the runs, their weights and metrics stay as they are). Rewrites ``manifest.json``; returns it."""
+    root = Path(root)
+    man = manifest(root)
+    for name, entry in man["runs"].items():
+        cfg = from_dict(json.loads((root / name / "config.json").read_text()))
+        new = {"fingerprint": fingerprint(cfg), "data": data_identity(cfg)}
+        if entry.get("checkpoint"):
+            new["checkpoint_sha256"] = _file_sha256(root / name / entry["checkpoint"])
+        # "data" takes the place of the older manifests' "data_version" (the DigitClips version alone)
+        order = list(dict.fromkeys(["data" if k == "data_version" else k for k in entry] + list(new)))
+        man["runs"][name] = {k: new[k] if k in new else entry[k] for k in order}
+    atomic_write_text(root / "manifest.json", json.dumps(man, indent=1) + "\n")
+    return man
 
 
 register_run_source(install)  # train.ensure_trained fills an empty run directory from here first

@@ -203,12 +203,19 @@ def _read_list(path: Path) -> list[str]:
 
 
 def _check_disjoint(root: Path, lay: Layout, split: str, ids: list[str]) -> None:
-    """No id of ``split`` is in another split's list (lists not on disk are checked when they are loaded)."""
+    """No id of ``split`` is in another split's list (lists not on disk are checked when they are loaded).
+    Two splits naming one list file are refused too: with val = test, model selection would happen on the
+    test split."""
     mine = root / lay.splits[split]
     for other, name in lay.splits.items():
         path = root / name
-        if other == split or path == mine or not path.exists():
-            continue  # two splits may share one list file on purpose (e.g. val = test)
+        if other == split or not path.exists():
+            continue
+        if path == mine:
+            raise ValueError(f"{mine}: the list of both the {split} and the {other} split (layout "
+                             f"{lay.name!r}); expected a list of its own for each (model selection on the "
+                             "test split would report a tuned score; hold out training videos with "
+                             "data.val_holdout=N when there is no validation list)")
         shared = sorted(set(ids) & set(_read_list(path)))
         if shared:
             raise ValueError(f"{mine} ({split}) and {path} ({other}) share {len(shared)} video ids, e.g. "

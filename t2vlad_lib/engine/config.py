@@ -61,6 +61,7 @@ __all__ = [
     "available_profiles",
     "RUNTIME_KEYS",
     "config_diff",
+    "lookup",
     "parse_override",
 ]
 
@@ -612,16 +613,24 @@ def _variant_tag(profile_raw: dict[str, Any], cfg: TrainConfig) -> str | None:
     diff = [k for k in config_diff(a, b) if k.split(".")[0] not in ignored]
     if not diff:
         return None
-    values = {k: _lookup(b, k) for k in diff}
+    values = {k: lookup(b, k, "<unset>") for k in diff}
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
 
 
-def _lookup(d: dict[str, Any], dotted: str) -> Any:
+_NO_DEFAULT = object()
+
+
+def lookup(d: dict[str, Any], dotted: str, default: Any = _NO_DEFAULT) -> Any:
+    """The value at a dotted key of nested dicts (``lookup(cfg.to_dict(), "model.num_clusters")``):
+    ``default`` where the key is absent, a ``KeyError`` naming the key when no default is given."""
+    node: Any = d
     for k in dotted.split("."):
-        if not isinstance(d, dict) or k not in d:
-            return "<unset>"
-        d = d[k]
-    return d
+        if not isinstance(node, dict) or k not in node:
+            if default is _NO_DEFAULT:
+                raise KeyError(dotted)
+            return default
+        node = node[k]
+    return node
 
 
 def parse_override(text: str) -> tuple[str, Any]:

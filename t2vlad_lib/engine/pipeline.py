@@ -24,12 +24,13 @@ import torch
 from ..core.batch import TextBatch, VideoBatch
 from ..core.utils import cache_dir, is_fast
 from ..data import RetrievalDataset, ensure_digitclips, load_split
+from ..data.digitclips import dataset_dir
 from ..data.released import SplitData, get_layout
 from ..model.text import TextEncoder, encode_captions_cached
 from .config import ConfigError, TrainConfig
 from .evaluate import EvalSet
 
-__all__ = ["Prepared", "prepare", "dataset_root", "holdout", "corrupt_captions"]
+__all__ = ["Prepared", "prepare", "dataset_root", "data_identity", "holdout", "corrupt_captions"]
 
 
 def dataset_root(cfg: TrainConfig) -> Path:
@@ -37,10 +38,17 @@ def dataset_root(cfg: TrainConfig) -> Path:
 
     ``${T2VLAD_DATA}`` in the path defaults to ``./data`` when the variable is not set.
     """
+    if cfg.data.dataset == "digitclips":
+        return ensure_digitclips(fast=_fast(cfg), max_shots=cfg.data.shots)
+    return _released_dir(cfg)
+
+
+def _fast(cfg: TrainConfig) -> bool:
+    return is_fast() if cfg.data.fast is None else cfg.data.fast
+
+
+def _released_dir(cfg: TrainConfig) -> Path:
     name = cfg.data.dataset
-    if name == "digitclips":
-        fast = is_fast() if cfg.data.fast is None else cfg.data.fast
-        return ensure_digitclips(fast=fast, max_shots=cfg.data.shots)
     path = Path(os.path.expandvars(name.replace("${T2VLAD_DATA}", os.environ.get("T2VLAD_DATA", "data"))))
     if not path.is_dir():
         raise FileNotFoundError(
@@ -48,6 +56,23 @@ def dataset_root(cfg: TrainConfig) -> Path:
             "or set T2VLAD_DATA"
         )
     return path
+
+
+def data_identity(cfg: TrainConfig) -> str:
+    """Which data a config trains on, from the config alone (nothing is generated or loaded): the name of
+    its DigitClips directory, which carries the generator version, the size and the shots
+    (``digitclips-v3-full-seed0``), or a released directory's name, its layout and a digest of its
+    ``dataset.json`` and split lists (``MSRVTT [msrvtt-1k-a] 3f2a9c01d4e7``). Every checkpoint records
+    it (``Prepared.identity``) and it is part of a run's identity (``runs.RunIdentity``)."""
+    if cfg.data.dataset == "digitclips":
+        return dataset_dir(_fast(cfg), 0, ".", cfg.data.shots).name  # the name ensure_digitclips uses
+    root = _released_dir(cfg)
+    layout = get_layout(root, cfg.data.layout)
+    digest = hashlib.sha256()
+    for name in ("dataset.json", *sorted(set(layout.splits.values()))):
+        path = root / name
+        digest.update(f"{name}\0".encode() + (path.read_bytes() if path.is_file() else b"<absent>") + b"\0")
+    return f"{root.name} [{layout.name}] {digest.hexdigest()[:12]}"
 
 
 def holdout(split: SplitData, n: int) -> tuple[SplitData, SplitData]:
@@ -116,7 +141,8 @@ class Prepared:
     text_encoder: the pretrained encoder when it runs inside the model (fine-tuned, or frozen without a
     cache), else None (states are cached); ``runs.build_model`` gives each model a copy, so this one
     keeps its pretrained weights;
-    query_encoder: the frozen encoder that turns new queries into states (search, notebooks).
+    query_encoder: the frozen encoder that turns new queries into states (search, notebooks);
+    data_id: :func:`data_identity` of the config it was prepared for.
     """
 
     root: Path
@@ -128,6 +154,7 @@ class Prepared:
     text_encoder: TextEncoder | None
     query_encoder: TextEncoder | None
     caption_len: int
+    data_id: str = ""
 
     @property
     def num_train(self) -> int:
@@ -148,13 +175,13 @@ class Prepared:
         return _eval_set(self.train, "train")
 
     def identity(self) -> dict[str, str]:
-        """What a checkpoint records of its data: the directory's name (DigitClips names carry the
-        generator version, e.g. ``digitclips-v3-full-seed0``) and its layout name."""
+        """What a checkpoint records of its data: ``id``, the data's identity (:func:`data_identity`), the
+        directory's name and its data set name (checkpoints written before ``id`` have the last two)."""
         import json
 
         meta = self.root / "dataset.json"
         name = json.loads(meta.read_text()).get("name", self.root.name) if meta.exists() else self.root.name
-        return {"dir": self.root.name, "name": str(name)}
+        return {"id": self.data_id, "dir": self.root.name, "name": str(name)}
 
     def epoch_batches(self, epoch: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
         """The training batches of one epoch: (text, video) pairs of ``batch_size`` videos in an order drawn
@@ -284,4 +311,5 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
         text_encoder=None if cached else encoder,
         query_encoder=encoder if cached else None,
         caption_len=cfg.data.caption_len,
+        data_id=data_identity(cfg),
     )

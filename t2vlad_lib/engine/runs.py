@@ -2,9 +2,12 @@
 
 A run directory (``train.train`` writes it) holds ``config.json``, ``history.csv`` / ``history.json``,
 ``last.pt`` (after every epoch, for ``--resume``), ``best.pt`` (the validation-selected weights) and, once
-``best.pt`` has been evaluated on the test split, ``results.json``. A run is *finished* for a config when
-``results.json`` and ``best.pt`` exist and ``best.pt`` was trained with that config (:func:`is_finished`);
-every part of the library asks this one question the same way.
+``best.pt`` has been evaluated on the test split, ``results.json``. Whether a directory holds the run of a
+config is decided in one place, :func:`inspect_run`, by comparing :class:`RunIdentity` (the config without
+its runtime-only keys, and the data: a DigitClips version or a released directory's lists) with the one the
+run's checkpoint records. A run is *finished* for a config when ``results.json`` and ``best.pt`` exist and
+``best.pt`` has that identity (:func:`is_finished`); training, loading, the ablations, notebook 10's
+comparison and the shipped runs all ask this one question.
 
     run = load_run("runs/tutorial-seed0")           # model (eval mode), its config, its data, results
     metrics = evaluate(run.model, run.data.test)
@@ -15,7 +18,9 @@ and the CLI import it, and it imports none of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,16 +32,17 @@ from torch import nn
 from ..core.checkpoint import CheckpointError, load_checkpoint
 from ..model.baselines import BaselineConfig, MeanPool, MMTStyle
 from ..model.t2vlad import T2VLAD
-from .config import RUNTIME_KEYS, TrainConfig, config_diff, from_dict
-from .pipeline import Prepared, prepare
+from .config import RUNTIME_KEYS, ConfigError, TrainConfig, config_diff, from_dict, lookup
+from .pipeline import Prepared, data_identity, prepare
 
-__all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config",
+__all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config", "TEST_TIME_KEYS",
+           "RunIdentity", "run_identity", "recorded_data", "RunState", "inspect_run",
            "build_model", "checkpoint_file", "read_results", "is_finished", "run_state",
            "load_weights", "LoadedRun", "load_run"]
 
 
 # Where a finished run can come from without training, tried in order when a run directory is empty
-# (``train.installed_state``): callables(cfg) -> True when they filled ``cfg.run_dir()``. The course registers
+# (``train.ensure_trained``): callables(cfg) -> True when they filled ``cfg.run_dir()``. The course registers
 # its shipped runs (``course.shipped.install``); the engine knows none.
 RUN_SOURCES: list[Callable[[TrainConfig], bool]] = []
 
@@ -88,49 +94,165 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """``results.json`` of a run, or None when there is none (an unreadable file is an error)."""
+    """``results.json`` of a run, or None when there is none (an unreadable file, or one without the test
+    metrics, is an error naming it)."""
     path = Path(run_dir) / "results.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err}); delete it and train the run again") from None
+    if not isinstance(results, dict) or not isinstance(results.get("test"), dict):
+        raise CheckpointError(f"{path}: no test metrics (expected an object with \"test\": metric -> value); "
+                              "delete it and train the run again")
+    return results
 
 
-def _same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
-    return not [k for k in config_diff(saved, cfg.to_dict()) if k.split(".")[0] not in RUNTIME_KEYS]
+# Keys that change how a trained model is scored, not what it learns: one checkpoint serves all their values
+# (``load_run``; the ablations' test-time rows re-score their base run).
+TEST_TIME_KEYS = ("model.eval_use_local", "model.eval_use_global")
+
+
+def _config_part(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """The config of an identity: canonical (``from_dict``: types converted, defaults filled), without the
+    runtime-only keys, a distillation teacher as its path relative to the run directory."""
+    cfg = from_dict(cfg) if isinstance(cfg, dict) else cfg
+    body = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
+    if cfg.distill.teacher:  # where the runs root lies is not part of a run
+        body["distill"] = {**body["distill"], "teacher": os.path.relpath(cfg.distill.teacher, cfg.run_dir())}
+    return body
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[tuple]:
+    """(dotted key, value in a, value in b) where two config dicts differ, keys under ``ignore`` left out."""
+    keys = [k for k in config_diff(a, b) if not any(k == i or k.startswith(i + ".") for i in ignore)]
+    return [(k, lookup(a, k, "<absent>"), lookup(b, k, "<absent>")) for k in keys]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What makes two runs the same run: the config (without runtime-only keys, :data:`RUNTIME_KEYS`) and
+    the data it trains on (``pipeline.data_identity``; None in checkpoints written before it was recorded)."""
+
+    config: dict[str, Any]
+    data: str | None
+
+    def fingerprint(self) -> str:
+        """16 hex digits of a sha256 of the identity: equal fingerprints, the same run (``shipped``)."""
+        text = json.dumps({"config": self.config, "data": self.data}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def diff(self, other: RunIdentity, ignore: tuple[str, ...] = ()) -> list[str]:
+        """What differs, one ``"key: mine vs other's"`` each, the data first:
+        ``["data: digitclips-v3-full-seed0 vs digitclips-v4-full-seed0", "model.num_clusters: 9 vs 16"]``."""
+        data = [f"data: {self.data or 'not recorded'} vs {other.data or 'not recorded'}"] * (
+            self.data != other.data)
+        return data + [f"{k}: {a!r} vs {b!r}" for k, a, b in _changes(self.config, other.config, ignore)]
+
+
+def run_identity(cfg: TrainConfig | dict[str, Any], data: str | None = None) -> RunIdentity:
+    """The identity of a config's run; ``data`` is the data's identity as a checkpoint records it (default:
+    ``pipeline.data_identity(cfg)``, computed from the config without generating or loading anything)."""
+    cfg = from_dict(cfg) if isinstance(cfg, dict) else cfg
+    return RunIdentity(_config_part(cfg), data if data is not None else data_identity(cfg))
+
+
+def recorded_data(payload: dict[str, Any], path: str | Path) -> str | None:
+    """The data identity a checkpoint (or an installed summary's ``results.json``) records: its ``data``
+    entry's ``id`` (in older checkpoints the directory's name, the identity of a DigitClips directory); None
+    when it records none. A ``data`` entry that names no data set is an error naming the file."""
+    data = payload.get("data")
+    if data is None or isinstance(data, str) and data:
+        return data
+    found = (data.get("id") or data.get("dir")) if isinstance(data, dict) else None
+    if not isinstance(found, str) or not found:
+        raise CheckpointError(f"{path}: its data record {data!r:.80} names no data set; expected "
+                              "{\"id\": ..., \"dir\": ...} as the trainer writes it")
+    return found
+
+
+def _identity_of(payload: dict[str, Any], path: Path) -> RunIdentity:
+    """The identity a checkpoint or ``results.json`` records (config and data)."""
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{path}: no config recorded")
+    try:
+        return RunIdentity(_config_part(payload["config"]), recorded_data(payload, path))
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its config does not load here: {err.problems[0]}") from None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a run directory holds for a config (:func:`inspect_run`).
+
+    kind: "empty" (no run files), "finished" (``results.json`` and ``best.pt``), "summary" (a shipped run
+    installed without weights: ``results.json`` only), "unfinished" (``last.pt``, no results yet:
+    ``--resume`` continues it), "interrupted" (``best.pt`` alone: killed before its first ``last.pt`` was
+    written, nothing to resume), "other" (a run of another identity: ``diff`` says what differs, the run's
+    value first) or "damaged" (``problem`` says why). installed: its files are a copy of a shipped run
+    (``results.json`` says so, no ``last.pt``): nothing in it was trained here.
+    """
+
+    kind: str
+    diff: tuple[str, ...] = ()
+    problem: str = ""
+    installed: bool = False
+
+    def describe(self) -> str:
+        """The state in words, for messages: "a finished run", "a run of another config or data (...)"."""
+        if self.kind == "other":
+            more = f"; and {len(self.diff) - 4} more" if len(self.diff) > 4 else ""
+            return f"a run of another config or data (there vs here: {'; '.join(self.diff[:4])}{more})"
+        if self.kind == "damaged":
+            return f"a damaged run ({self.problem})"
+        return {"empty": "no run", "finished": "a finished run", "summary": "a shipped run summary",
+                "unfinished": "an unfinished run (continue it with --resume)",
+                "interrupted": "an interrupted run (killed before its first last.pt was written: nothing to "
+                               "resume)"}[self.kind]
+
+
+def inspect_run(run_dir: str | Path, cfg: TrainConfig | None = None) -> RunState:
+    """The one rule for what ``run_dir`` holds (:class:`RunState`). With ``cfg``, a run counts only when the
+    identity its checkpoint (or an installed summary's ``results.json``) records equals ``run_identity(cfg)``
+    (else "other", with the differences); ``cfg=None`` takes any identity."""
+    run_dir = Path(run_dir)
+    best, last, res = (run_dir / n for n in ("best.pt", "last.pt", "results.json"))
+    if not any(p.exists() for p in (best, last, res)):
+        return RunState("empty")
+    try:
+        results = read_results(run_dir)
+        installed = results is not None and "shipped" in results and not last.exists()
+        if results is not None and best.exists():
+            kind, source = "finished", best
+        elif installed:
+            kind, source = "summary", res
+        elif results is None and last.exists():
+            kind, source = "unfinished", last
+        elif results is None and best.exists():
+            kind, source = "interrupted", best
+        else:
+            have = [p.name for p in (best, last, res) if p.exists()]
+            return RunState("damaged", problem=f"{', '.join(have)} without the rest of a run")
+        if cfg is None:
+            return RunState(kind, installed=installed)
+        saved = results if source is res else load_checkpoint(source)
+        diff = _identity_of(saved, source).diff(run_identity(cfg))
+    except CheckpointError as err:
+        return RunState("damaged", problem=str(err))
+    return RunState("other" if diff else kind, tuple(diff), installed=installed)
 
 
 def run_state(run_dir: str | Path, cfg: TrainConfig | None = None) -> str:
-    """What a run directory holds: "empty" (no run files), "finished" (see :func:`is_finished`),
-    "summary" (a shipped run installed without its weights: results of this config, no ``best.pt``;
-    ``shipped.py``), "unfinished" (``last.pt`` of this config, no results yet: ``--resume`` continues it),
-    or "other" (run files of another config, or a damaged run). With ``cfg=None`` any config counts."""
-    run_dir = Path(run_dir)
-    names = ("best.pt", "last.pt", "results.json")
-    if not any((run_dir / n).exists() for n in names):
-        return "empty"
-    try:
-        results = read_results(run_dir)
-        if results is not None and (run_dir / "best.pt").exists():
-            saved = load_checkpoint(run_dir / "best.pt")["config"]
-            if cfg is None or _same_config(saved, cfg):
-                return "finished"
-            return "other"
-        if results is not None and "shipped" in results and not (run_dir / "last.pt").exists():
-            return "summary" if cfg is None or _same_config(results.get("config", {}), cfg) else "other"
-        if (run_dir / "last.pt").exists():
-            saved = load_checkpoint(run_dir / "last.pt")["config"]
-            return "unfinished" if cfg is None or _same_config(saved, cfg) else "other"
-    except CheckpointError:
-        return "other"
-    return "other"
+    """The kind of :func:`inspect_run`: "empty", "finished", "summary", "unfinished", "interrupted", "other"
+    or "damaged"."""
+    return inspect_run(run_dir, cfg).kind
 
 
 def is_finished(run_dir: str | Path, cfg: TrainConfig | None = None) -> bool:
-    """The one rule: ``results.json`` and ``best.pt`` exist, and ``best.pt`` was trained with ``cfg`` (every
-    key but the runtime-only ones: device, workers, evaluation batch size, output directory, AMP)."""
+    """The one rule: ``results.json`` and ``best.pt`` exist, and ``best.pt`` is a run of ``cfg``'s identity
+    (every key but the runtime-only ones: device, workers, evaluation batch size, output directory, AMP; and
+    the same data)."""
     return run_state(run_dir, cfg) == "finished"
 
 
@@ -161,22 +283,11 @@ def check_config(
     path: str | Path, saved: dict[str, Any], current: dict[str, Any], allow: tuple[str, ...] = ()
 ) -> None:
     """Refuse a checkpoint whose config differs from the current one (runtime-only keys and ``allow``,
-    e.g. ``("epochs",)`` to extend a run on resume, excepted)."""
-    skip = set(RUNTIME_KEYS) | set(allow)
-    diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in skip]
+    e.g. ``("epochs",)`` to extend a run on resume, excepted): the config part of :class:`RunIdentity`."""
+    diff = _changes(_config_part(saved), _config_part(current), allow)
     if diff:
-        details = ", ".join(
-            f"{k}: {_get(saved, k)!r} in checkpoint vs {_get(current, k)!r} now" for k in diff
-        )
+        details = ", ".join(f"{k}: {a!r} in checkpoint vs {b!r} now" for k, a, b in diff)
         raise CheckpointError(f"checkpoint {path} was made with another config; mismatching keys: {details}")
-
-
-def _get(d: dict, dotted: str) -> Any:
-    for k in dotted.split("."):
-        if not isinstance(d, dict) or k not in d:
-            return "<absent>"
-        d = d[k]
-    return d
 
 
 @dataclass
@@ -211,25 +322,21 @@ def load_run(
     """
     ckpt_path = checkpoint_file(path)
     payload = load_checkpoint(ckpt_path, map_location=device)
-    saved = from_dict(payload["config"])
-    if cfg is not None:
-        test_time = ("eval_use_local", "eval_use_global")
-        expected = {**cfg.to_dict(), "model": {k: v for k, v in cfg.model.items() if k not in test_time}}
-        trained = {**saved.to_dict(), "model": {k: v for k, v in saved.model.items() if k not in test_time}}
-        diff = [k for k in config_diff(trained, expected) if k.split(".")[0] not in RUNTIME_KEYS]
+    saved = _identity_of(payload, ckpt_path)
+    if cfg is not None:  # the same config, test-time keys aside; the data is compared below, once prepared
+        diff = saved.diff(RunIdentity(_config_part(cfg), saved.data), ignore=TEST_TIME_KEYS)
         if diff:
-            raise CheckpointError(
-                f"checkpoint {ckpt_path} was trained with another config: {', '.join(diff)} differ"
-            )
-    use = cfg if cfg is not None else saved
+            raise CheckpointError(f"checkpoint {ckpt_path} was trained with another config "
+                                  f"(there vs here: {'; '.join(diff)})")
+    use = cfg if cfg is not None else from_dict(payload["config"])
     if test_protocol is not None and test_protocol != use.data.test_protocol:
         use = from_dict({**use.to_dict(), "data": {**use.to_dict()["data"], "test_protocol": test_protocol}})
         data = None
     data = data if data is not None else prepare(use, verbose=verbose)
-    trained_on, here = payload.get("data"), data.identity()
-    if trained_on is not None and trained_on["dir"] != here["dir"]:
+    here = data.identity()
+    if saved.data is not None and saved.data not in (here["id"], here["dir"]):  # "dir": older checkpoints
         raise CheckpointError(
-            f"checkpoint {ckpt_path} was trained on {trained_on['dir']!r} but this data is {here['dir']!r} "
+            f"checkpoint {ckpt_path} was trained on {saved.data!r} but this data is {here['id']!r} "
             f"({data.root}): another DigitClips version or data set; train it again on this data"
         )
     model = build_model(use, data)

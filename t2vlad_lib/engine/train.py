@@ -15,9 +15,11 @@ terms come through a hook, ``extra_terms``: callables (sims, text, video) -> sca
 loss; by default the config's (``cfg.distill.weight > 0``: similarity distillation, ``distill.config_terms``).
 
 A run is never overwritten silently: training into a directory that holds a run needs ``resume=True``
-(continue its ``last.pt``) or ``overwrite=True``. ``ensure_trained`` / ``train_or_load`` (the notebooks and
-the ablation cache) load a finished run of the same config, resume an unfinished one, and retrain over a
-run of another config after saying so.
+(continue its ``last.pt``) or ``overwrite=True``, and ``overwrite`` keeps the old run aside until the new
+one has written its first ``last.pt``. ``ensure_trained`` is "train it unless it is already there" (the
+ablations, notebook 10, ``train_or_load``): it leaves a finished run of the same identity (config and
+data, ``runs.inspect_run``) alone, resumes an unfinished one, and refuses a run of another identity,
+naming what differs.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..core.batch import TextBatch, VideoBatch
 from ..core.checkpoint import (
+    CheckpointError,
     atomic_write_text,
     load_checkpoint,
     rng_state,
@@ -51,16 +56,26 @@ from ..model.losses import make_ranking_loss
 from ..model.optim import make_optimizer, make_scheduler, optimizer_step
 from .config import TrainConfig
 from .evaluate import evaluate
-from .pipeline import Prepared, prepare
-from .runs import RUN_SOURCES, build_model, check_config, load_run, load_weights, read_results, run_state
+from .pipeline import Prepared, data_identity, prepare
+from .runs import (
+    RUN_SOURCES,
+    build_model,
+    check_config,
+    inspect_run,
+    load_run,
+    load_weights,
+    read_results,
+    recorded_data,
+)
 
 __all__ = ["train", "register_loss_terms", "config_terms",
-           "installed_state", "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
+           "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
            "RunExistsError", "build_model", "assignment_stats"]
 
 # An extra loss term: (sims (B_t, B_v), text, video) -> scalar, added to the ranking loss.
 LossTerm = Callable[[torch.Tensor, TextBatch, VideoBatch], torch.Tensor]
 RUN_FILES = ("best.pt", "last.pt", "results.json", "history.csv", "history.json", "config.json")
+ASIDE = ".overwritten"  # an --overwrite's old run, kept until the new run has written its first last.pt
 
 
 # Extra loss terms a config section asks for, registered by the extension that provides them (``distill``
@@ -134,12 +149,15 @@ def train(
 
     Args:
         cfg: a :class:`TrainConfig` (see ``load_config``).
-        resume: continue from ``<run_dir>/last.pt`` (refused if it is missing or its config differs;
-            ``epochs`` may grow).
+        resume: continue from ``<run_dir>/last.pt`` (refused if it is missing or its config or data differ;
+            ``epochs`` may grow, not shrink; a finished run with nothing left to train is returned as stored).
         progress: show a tqdm bar with the loss and speed.
         crash_at_step: testing aid: SIGKILL this process at that global step (to test resume).
         data: prepared data to reuse across runs (ablations); built from ``cfg`` when None.
-        overwrite: replace a run already in the directory (its checkpoints, history and results).
+        overwrite: replace a run already in the directory (its checkpoints, history and results). The old
+            run is set aside (``.overwritten/``) and dropped once the new one has written its first
+            ``last.pt``; if training fails before that, or is killed (then at the next ``train`` into the
+            directory), it is put back.
         extra_terms: loss terms added to the ranking loss (default: the config's, ``distill.config_terms``).
 
     Raises :class:`RunExistsError` when the directory holds a run and neither ``resume`` nor ``overwrite``
@@ -149,29 +167,104 @@ def train(
         return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
     run_dir = cfg.run_dir()
     with run_lock(run_dir):
-        _check_run_dir(cfg, resume, overwrite)
-        if overwrite and not resume:
-            for name in RUN_FILES:
-                (run_dir / name).unlink(missing_ok=True)
-        return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
+        _tidy(run_dir)
+        stored = _check_run_dir(cfg, resume, overwrite)
+        if stored is not None:
+            return stored
+        replace = overwrite and not resume and any((run_dir / n).exists() for n in RUN_FILES)
+        with _set_aside(run_dir) if replace else nullcontext():
+            return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
 
 
-def _check_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainResult | None:
+    """Refuse to train into a directory that holds a run unless asked to (``resume``, ``overwrite``)."""
     run_dir = cfg.run_dir()
     if resume:
-        if not (run_dir / "last.pt").exists():
-            raise RunExistsError(f"{run_dir}/last.pt not found: nothing to resume (train without --resume)")
-        return
-    state = run_state(run_dir)
-    if state == "empty" or overwrite:
-        return
-    what = {"finished": "a finished run", "unfinished": "an unfinished run (continue it with --resume)"}
-    results = read_results(run_dir) if state == "finished" else None
-    score = f" (test t2v R@1 {results['test']['t2v_R1']:.1f})" if results and "test" in results else ""
+        return _check_resume(cfg)
+    if overwrite:  # the new run's data and config are checked by training; the old run waits aside
+        return None
+    state = inspect_run(run_dir, cfg)
+    if state.kind == "empty":
+        return None
+    results = read_results(run_dir) if state.kind == "finished" else None
+    r1 = results["test"].get("t2v_R1") if results else None
+    score = f" (test t2v R@1 {r1:.1f})" if r1 is not None else ""
     raise RunExistsError(
-        f"{run_dir} already holds {what.get(state, 'a run of another config')}{score}; use --resume to "
-        "continue it, --overwrite to replace it, or --out DIR to train elsewhere"
+        f"{run_dir} already holds {state.describe()}{score}; use --resume to continue it, --overwrite to "
+        "replace it, or --out DIR to train elsewhere"
     )
+
+
+def _check_resume(cfg: TrainConfig) -> TrainResult | None:
+    """Check that ``last.pt`` can be continued with ``cfg``: same config (``epochs`` may grow) and data, and
+    ``epochs`` not below the epochs it has done. Returns the stored result of a finished run that has
+    nothing left to train (its ``results.json``, training time included, stays as it is)."""
+    run_dir = cfg.run_dir()
+    last = run_dir / "last.pt"
+    if not last.exists():
+        raise RunExistsError(f"{last} not found: nothing to resume (train without --resume)")
+    ckpt = load_checkpoint(last)
+    check_config(last, ckpt["config"], cfg.to_dict(), allow=("epochs",))
+    trained_on, here = recorded_data(ckpt, last), data_identity(cfg)
+    if trained_on not in (None, here):
+        raise CheckpointError(f"checkpoint {last} was trained on {trained_on!r} but this config's data is "
+                              f"{here!r}: it cannot be continued on other data")
+    done = ckpt["epoch"] + 1
+    if cfg.epochs < done:
+        raise RunExistsError(f"{last} has {done} epochs done; epochs={cfg.epochs} would end the run before "
+                             f"them: resume with epochs >= {done} (epochs may grow on --resume, not shrink)")
+    results = read_results(run_dir)
+    if cfg.epochs > done or results is None:
+        return None
+    return TrainResult(run_dir, results.get("best_epoch", ckpt["best_epoch"]), results.get("val", {}),
+                       results["test"], ckpt["history"], results.get("seconds", 0.0))
+
+
+def _tidy(run_dir: Path) -> None:
+    """Under the run lock, before training: delete the temporary files of writes that a kill interrupted,
+    and settle an ``--overwrite`` that a kill interrupted (:func:`_settle`)."""
+    for name in RUN_FILES:
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    if _settle(run_dir):
+        print(f"{run_dir}: put back the run that an interrupted --overwrite had set aside")
+
+
+@contextmanager
+def _set_aside(run_dir: Path) -> Iterator[None]:
+    """Move the run files of ``run_dir`` into ``.overwritten/`` while a new run trains there, and settle
+    them (:func:`_settle`) however training ends."""
+    staging = run_dir / f"{ASIDE}.tmp"
+    staging.mkdir()
+    for name in RUN_FILES:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, staging / name)
+    os.replace(staging, run_dir / ASIDE)  # in one step: .overwritten/ always holds the whole old run
+    try:
+        yield
+    finally:
+        if _settle(run_dir):
+            print(f"{run_dir}: training failed before its first last.pt; the previous run is back in place")
+
+
+def _settle(run_dir: Path) -> bool:
+    """Drop a set-aside run once the new run has its first ``last.pt``; else put it back (True)."""
+    staging, aside = run_dir / f"{ASIDE}.tmp", run_dir / ASIDE
+    if staging.is_dir():  # killed while setting the old run aside: nothing new has been written yet
+        for f in staging.iterdir():
+            os.replace(f, run_dir / f.name)
+        staging.rmdir()
+    if not aside.is_dir():
+        return False
+    if (run_dir / "last.pt").exists():
+        shutil.rmtree(aside)
+        return False
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for f in aside.iterdir():
+        os.replace(f, run_dir / f.name)
+    aside.rmdir()
+    return True
 
 
 def _train(
@@ -371,41 +464,67 @@ def _print_row(row: dict[str, Any], metric: str) -> None:
     )
 
 
-def installed_state(cfg: TrainConfig) -> str:
-    """``runs.run_state`` of ``cfg``'s run directory after an empty one got the run of ``cfg`` from a
-    registered source (``runs.RUN_SOURCES``: the course's shipped runs), if one has it: what is there
-    without training."""
-    state = run_state(cfg.run_dir(), cfg)
-    if state == "empty" and any(source(cfg) for source in RUN_SOURCES):
-        state = run_state(cfg.run_dir(), cfg)
-    return state
-
-
 def ensure_trained(
-    cfg: TrainConfig, data: Prepared | None = None, progress: bool = True, need_model: bool = True
-) -> None:
-    """Make ``cfg.run_dir()`` hold a finished run of ``cfg`` (``runs.is_finished``): nothing to do when it
-    does; an empty directory first gets the shipped run of this config if there is one (``shipped.install``;
-    ``T2VLAD_RETRAIN=1`` skips it), else is trained; an unfinished run is resumed. A shipped *summary*
-    (results without weights) is enough when ``need_model`` is False, else the run is trained. A directory
-    with another config's run (or a damaged one) is a stale cache entry: a line says so and the run is
-    trained again over it."""
-    state = installed_state(cfg)
-    if state == "finished" or (state == "summary" and not need_model):
-        return
-    if state == "other":
-        print(f"{cfg.run_dir()} holds a run of another config (or a damaged one): training over it")
-    if state == "summary":
-        print(f"{cfg.run_dir()}: the shipped run has no weights; training it")
-    replace = state in ("other", "summary")
-    train(cfg, resume=state == "unfinished", progress=progress, data=data, overwrite=replace)
+    cfg: TrainConfig,
+    data: Prepared | Callable[[], Prepared] | None = None,
+    *,
+    need_model: bool | Callable[[], bool] = True,
+    progress: bool = True,
+    before_training: Callable[[], object] | None = None,
+) -> str:
+    """Train ``cfg`` unless its run is already there: the one way the library makes sure a run exists
+    (``train_or_load``, ``ablate``, ``beyond``; ``train`` always trains).
+
+    What ``cfg.run_dir()`` holds for ``cfg``'s identity (``runs.inspect_run``) decides: a finished run, or a
+    shipped summary (results without weights) when ``need_model`` is false, is left as it is. An empty
+    directory first gets the run from a registered source if one has it (``runs.RUN_SOURCES``: the
+    course's shipped runs; ``T2VLAD_RETRAIN=1`` skips them), else it is trained; an unfinished run is
+    resumed; an interrupted one, or a summary when the model is needed, is trained again. A run of another
+    identity, or a damaged one, is never trained over: :class:`RunExistsError` names what differs and the
+    way out, unless it is an installed copy of a shipped run (nothing in it was trained here), which is
+    replaced.
+
+    Args:
+        data: prepared data to train with, or a callable that prepares it (called only to train).
+        need_model: whether weights are needed, or a callable asked once the directory is filled (so the
+            files a shipped run brings can decide).
+        before_training: called just before training (e.g. to train a distillation teacher first).
+    Returns:
+        "finished", or "summary" when a summary was enough.
+    """
+    run_dir = cfg.run_dir()
+    state = inspect_run(run_dir, cfg)
+    if state.kind == "other" and state.installed:
+        print(f"{run_dir}: replacing a shipped run installed for another config or data ({state.diff[0]})")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        state = inspect_run(run_dir, cfg)
+    if state.kind == "empty" and any(source(cfg) for source in RUN_SOURCES):
+        state = inspect_run(run_dir, cfg)
+    need = need_model() if callable(need_model) else need_model
+    if state.kind == "finished" or (state.kind == "summary" and not need):
+        return state.kind
+    if state.kind in ("other", "damaged"):
+        raise RunExistsError(
+            f"{run_dir} holds {state.describe()}: not training over it; delete that directory, or train this "
+            "config elsewhere (--out DIR, or out_dir=...)"
+        )
+    if state.kind == "summary":
+        print(f"{run_dir}: the shipped run has no weights; training it")
+    elif state.kind == "interrupted":
+        print(f"{run_dir} holds {state.describe()}: training it again")
+    if before_training is not None:
+        before_training()
+    train(cfg, resume=state.kind == "unfinished", progress=progress, data=data() if callable(data) else data,
+          overwrite=state.kind in ("summary", "interrupted"))
+    return "finished"
 
 
 def train_or_load(cfg: TrainConfig, data: Prepared | None = None, progress: bool = True):
-    """The notebooks' train-or-load: :func:`ensure_trained`, then load the run (``runs.load_run``).
+    """The notebooks' one-liner: :func:`ensure_trained`, then load the run (``runs.load_run``).
 
     Returns (model in eval mode with the best weights, prepared data, results dict).
     """
-    ensure_trained(cfg, data, progress)
+    ensure_trained(cfg, data, progress=progress)
     run = load_run(cfg.run_dir(), data=data, cfg=cfg, verbose=progress)
     return run.model, run.data, run.results

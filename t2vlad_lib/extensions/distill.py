@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.batch import TextBatch, VideoBatch
-from ..core.checkpoint import load_checkpoint
+from ..core.checkpoint import CheckpointError, load_checkpoint
 from ..engine.config import from_dict
-from ..engine.runs import build_model, load_weights
+from ..engine.runs import build_model, load_weights, recorded_data
 from ..engine.train import register_loss_terms
 from .matching import MatchingHead, all_pair_logits, text_side, video_side
 
@@ -104,18 +104,30 @@ class SimilarityTeacher(nn.Module):
 def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> SimilarityTeacher:
     """A :class:`SimilarityTeacher` from a trainer checkpoint (``best.pt``) or a ``matching.pt``.
 
-    ``data`` is the student's ``Prepared``: the teacher must accept its batches (same experts, same text
-    states width); a mismatch raises ``checkpoint.CheckpointError`` naming the checkpoint.
+    ``data`` is the student's ``Prepared``: the teacher must have been trained on the same data (when its
+    checkpoint records it) and accept its batches (same experts, same text states width); a mismatch, or a
+    matching head that is not one of ``matching.MatchingHead``, raises ``checkpoint.CheckpointError``
+    naming the checkpoint.
     """
     ckpt = load_checkpoint(path, map_location=device)
+    trained_on, here = recorded_data(ckpt, path), data.identity() if data is not None else None
+    if trained_on is not None and here is not None and trained_on not in (here["id"], here["dir"]):
+        raise CheckpointError(f"distillation teacher {path} was trained on {trained_on!r}, the student "
+                              f"trains on {here['id']!r}: train the teacher on the student's data")
     matching = ckpt.get("kind") == "matching"
-    cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
-    dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy (build_model)
-    load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
-    head = None
-    if matching:
-        head = MatchingHead(**ckpt["head_config"])
-        head.load_state_dict(ckpt["head"])
+    try:
+        cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
+        dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy
+        load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
+        head = None
+        if matching:
+            head = MatchingHead(**ckpt["head_config"])
+            head.load_state_dict(ckpt["head"])
+    except (KeyError, TypeError, RuntimeError) as err:  # a head or payload of another kind than ours
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise CheckpointError(f"distillation teacher {path} is not a teacher this version can load "
+                              f"({type(err).__name__}: {first}); expected a trainer best.pt or a matching.pt "
+                              "written by matching.train_matching") from None
     return SimilarityTeacher(dual, head).to(device)
 
 
