@@ -27,7 +27,7 @@ from torch import nn
 from ..core.checkpoint import CheckpointError, load_checkpoint
 from ..model.baselines import BaselineConfig, MeanPool, MMTStyle
 from ..model.t2vlad import T2VLAD
-from .config import RUNTIME_KEYS, TrainConfig, config_diff, from_dict
+from .config import RUNTIME_KEYS, TrainConfig, config_diff, from_dict, migrate
 from .pipeline import Prepared, prepare
 
 __all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config",
@@ -99,6 +99,7 @@ def read_results(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def _same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
+    saved = migrate(saved)[0]  # a run saved before the config keys changed
     return not [k for k in config_diff(saved, cfg.to_dict()) if k.split(".")[0] not in RUNTIME_KEYS]
 
 
@@ -163,6 +164,7 @@ def check_config(
     """Refuse a checkpoint whose config differs from the current one (runtime-only keys and ``allow``,
     e.g. ``("epochs",)`` to extend a run on resume, excepted)."""
     skip = set(RUNTIME_KEYS) | set(allow)
+    saved = migrate(saved)[0]  # a checkpoint saved before the config keys changed
     diff = [k for k in config_diff(saved, current) if k.split(".")[0] not in skip]
     if diff:
         details = ", ".join(
@@ -206,17 +208,13 @@ def load_run(
         path: run directory or ``.pt`` checkpoint written by the trainer (loaded with ``weights_only``).
         data: prepared data to reuse (default: prepared from the checkpoint's config).
         cfg: the config the caller expects; a checkpoint of another config is refused, naming the keys.
-            Its test-time keys (``model.eval_use_*``) are used, so a test-time ablation can load its base.
         test_protocol: evaluate with this protocol ("fixed" / "all") instead of the checkpoint's.
     """
     ckpt_path = checkpoint_file(path)
     payload = load_checkpoint(ckpt_path, map_location=device)
     saved = from_dict(payload["config"])
     if cfg is not None:
-        test_time = ("eval_use_local", "eval_use_global")
-        expected = {**cfg.to_dict(), "model": {k: v for k, v in cfg.model.items() if k not in test_time}}
-        trained = {**saved.to_dict(), "model": {k: v for k, v in saved.model.items() if k not in test_time}}
-        diff = [k for k in config_diff(trained, expected) if k.split(".")[0] not in RUNTIME_KEYS]
+        diff = [k for k in config_diff(saved.to_dict(), cfg.to_dict()) if k.split(".")[0] not in RUNTIME_KEYS]
         if diff:
             raise CheckpointError(
                 f"checkpoint {ckpt_path} was trained with another config: {', '.join(diff)} differ"
