@@ -92,7 +92,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         evalset = run.data.val if args.split == "val" else run.data.test
         if evalset is None:
             raise ValueError(f"{run.data.root}: no validation split to evaluate; use --split test")
-        results[f"{args.split} ({protocol})"] = evaluate(run.model, evalset, run.cfg.eval_batch_size)
+        name = f"{args.split} ({protocol}{'' if args.terms is None else ', ' + args.terms})"
+        results[name] = evaluate(run.model, evalset, run.cfg.eval_batch_size, terms=args.terms)
     print(_table(results))
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
@@ -169,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fixed: one caption per test video (JSFusion 1k-A); all: every caption "
         "(default: both when the layout has a test caption index, else all)",
+    )
+    p.add_argument(
+        "--terms",
+        choices=["both", "local", "global"],
+        default=None,
+        help="similarity terms at test time (Table 4: 'local' is w/o global alignment; default: as trained)",
     )
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 from helpers import small_run
 
 from t2vlad_lib.course.ablate import (
@@ -18,12 +19,14 @@ from t2vlad_lib.course.ablate import (
 )
 from t2vlad_lib.engine import train as train_module
 from t2vlad_lib.engine.config import load_config
+from t2vlad_lib.engine.evaluate import encode_texts, encode_videos, retrieval_metrics
+from t2vlad_lib.engine.runs import load_run
 from t2vlad_lib.model.losses import LOSS_NAMES
 
 
 def test_variants_cover_the_papers_tables():
     assert set(TABLE4) | set(TABLE5) <= set(VARIANTS)
-    assert VARIANTS["two separate VLADs"] == {"model.sharing": "separate"}
+    assert VARIANTS["two separate VLADs"] == {"model.vlad.kind": "separate"}
     assert sweep("model.num_clusters", [4, 8]) == {"num_clusters=4": {"model.num_clusters": 4},
                                                    "num_clusters=8": {"model.num_clusters": 8}}
     with pytest.raises(ValueError, match="unknown variant"):
@@ -40,7 +43,14 @@ def test_ablate_caches_runs_and_reuses_them_for_test_time_variants(tmp_path, mon
     assert list(table["variant"]) == variants
     (group,) = [p for p in out.iterdir() if p.is_dir()]  # another profile and --set: a directory of its own
     assert group.name.startswith("fast-") and len(group.name) == len("fast-") + 6
-    assert sorted(p.name for p in group.iterdir()) == ["base", "sharing-separate"]  # 2 trained
+    assert sorted(p.name for p in group.iterdir()) == ["base", "kind-separate"]  # 2 trained
+    # the test-time row: the full model's run scored with s_local alone (evaluate(..., terms="local"))
+    run = load_run(group / "base" / "seed0")
+    with torch.no_grad():
+        t, v = encode_texts(run.model, run.data.test.texts), encode_videos(run.model, run.data.test.videos)
+    by_hand = retrieval_metrics(t.local @ v.local.T, run.data.test.query_masks)
+    row = table.set_index("variant").loc["w/o global at test"]
+    assert {k: row[k] for k in by_hand} == pytest.approx(by_hand)
     saved = pd.read_csv(out / "results.csv")
     assert saved["t2v_R1"].tolist() == pytest.approx(table["t2v_R1"].tolist())
     md = (out / "results.md").read_text().splitlines()

@@ -118,15 +118,15 @@ def test_bad_input_raises():
 def test_config_arch_presets_and_new_keys():
     cfg = load_config("fast", ["arch=ce"])
     mc = cfg.model_config(DIMS, 6)
-    assert not mc.use_local and mc.text_global_from == "cls" and mc.num_clusters == 5
+    assert mc.terms == "global" and mc.text_global_from == "cls" and mc.num_clusters == 5
     assert cfg.to_dict()["arch"] == "ce"
     plain = load_config("fast").to_dict()
     assert plain["arch"] == "t2vlad" and plain["distill"]["weight"] == 0.0
     assert plain["data"]["caption_noise"] == 0.0 and plain["loss"]["temperature"] is None
     with pytest.raises(ValueError, match="arch: unknown 'clip'"):
         load_config("fast", ["arch=clip"])
-    with pytest.raises(ValueError, match="fixes model.use_local"):
-        load_config("fast", ["arch=ce", "model.use_local=true"])
+    with pytest.raises(ValueError, match="fixes model.terms"):
+        load_config("fast", ["arch=ce", "model.use_local=true"])  # an old key, mapped to model.terms=both
     with pytest.raises(ValueError, match="needs weight >= 0 and"):
         load_config("fast", ["distill.weight=1.0"])
     with pytest.raises(ValueError, match="caption_noise"):

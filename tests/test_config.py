@@ -22,6 +22,7 @@ from t2vlad_lib.engine.config import (
     available_profiles,
     from_dict,
     load_config,
+    migrate,
 )
 from t2vlad_lib.engine.runs import check_config
 from t2vlad_lib.model.losses import LOSS_NAMES, make_ranking_loss
@@ -54,7 +55,7 @@ def test_overrides_are_typed_and_nested():
     )
     assert cfg.epochs == 7 and cfg.model["num_clusters"] == 16 and cfg.optim.lr == 0.003
     assert cfg.data.experts == ["motion"]
-    assert load_config("fast", {"model.sharing": "separate"}).model["sharing"] == "separate"
+    assert load_config("fast", {"model.vlad.kind": "separate"}).model["vlad"] == {"kind": "separate"}
 
 
 @pytest.mark.parametrize(
@@ -107,9 +108,10 @@ def test_lr_written_without_a_dot_is_a_float_all_the_way_to_the_optimiser():
         ("data.layout=null", None),
         ("data.experts=[motion]", ["motion"]),
         ("data.max_segments={appearance: 8}", {"appearance": 8}),
-        ("text.finetune_top_layers=0", 0),
+        ("text.mode=frozen", "frozen"),
         ("model.heads=8", 8),
-        ("model.eval_use_global=false", False),
+        ("model.terms=local", "local"),
+        ("model.vlad.kind=separate", "separate"),
         ("device=cuda:1", "cuda:1"),
         ("optim.decay=1", 1.0),
     ],
@@ -135,7 +137,10 @@ def test_values_are_converted_to_the_field_type(override, value):
         ("optim.lr=null", "optim.lr: got None (NoneType); expected a float > 0"),
         ("data.fast=1", "data.fast: got 1 (int); expected true or false or null"),
         ("data.fast=maybe", "data.fast: got 'maybe' (str); expected true or false or null"),
-        ("data.experts=motion", "data.experts: got 'motion' (str); expected a list of strings or null"),
+        (
+            "data.experts=motion",
+            "data.experts: got 'motion' (str); expected a list of strings with at least one name or null",
+        ),
         (
             "data.max_segments=[8]",
             "data.max_segments: got [8] (list); expected a mapping of names to integers each >= 1",
@@ -161,17 +166,27 @@ def test_values_are_converted_to_the_field_type(override, value):
         ("data.sampling=random", "data.sampling: unknown 'random'; expected one of uniform, truncate"),
         ("data.caption_len=2", "data.caption_len: got 2; expected an integer >= 3"),
         ("data.val_holdout=-1", "data.val_holdout: got -1; expected an integer >= 0"),
-        ("model.dim=0", "model.dim: got 0; expected an integer >= 1"),
-        ("model.num_clusters=0", "model.num_clusters: got 0; expected an integer >= 1"),
-        ("model.ghost_clusters=-1", "model.ghost_clusters: got -1; expected an integer >= 0"),
-        ("model.heads=0", "model.heads: got 0; expected an integer >= 1"),
+        ("model.dim=0", "model.dim: got 0; expected an integer in [1, 4096]"),
+        ("model.num_clusters=0", "model.num_clusters: got 0; expected an integer in [1, 512]"),
+        ("model.ghost_clusters=-1", "model.ghost_clusters: got -1; expected an integer in [0, 64]"),
+        ("model.heads=0", "model.heads: got 0; expected an integer in [1, 64]"),
         ("model.heads=3", "model.heads: got 3; expected a divisor of model.dim (128)"),
         ("model.dropout=1", "model.dropout: got 1.0; expected a float in [0, 1)"),
-        ("model.attention_layers=-1", "model.attention_layers: got -1; expected an integer >= 0"),
-        ("model.sharing=both", "model.sharing: unknown 'both'; expected one of shared, separate, text_only"),
+        ("model.attention_layers=-1", "model.attention_layers: got -1; expected an integer in [0, 24]"),
+        (
+            "model.vlad.kind=both",
+            "model.vlad.kind: unknown 'both'; expected one of shared, separate, text_only",
+        ),
+        ("model.terms=none", "model.terms: unknown 'none'; expected one of both, local, global"),
+        ("text.mode=trained", "text.mode: unknown 'trained'; expected one of cached, frozen, finetune"),
         ("model.assignment=softmax", "model.assignment: unknown 'softmax'; expected one of batchnorm, bias"),
         ("model.text_global_from=mean", "model.text_global_from: unknown 'mean'; expected one of vlad, cls"),
-        ("text.finetune_top_layers=-1", "text.finetune_top_layers: got -1; expected an integer >= 0 or null"),
+        ("text.finetune_top_layers=0", "text.finetune_top_layers: got 0; expected an integer >= 1 or null"),
+        ("model.num_clusters=1e9", "model.num_clusters: got 1000000000; expected an integer in [1, 512]"),
+        (
+            "data.experts=[]",
+            "data.experts: got []; expected a list of strings with at least one name or null",
+        ),
         ("text.lr=0", "text.lr: got 0.0; expected a float > 0 or null"),
         ("device=gpu", "device: unknown 'gpu'; expected one of cpu, cuda, cuda:N, mps or null"),
         ("device=cuda:x", "device: unknown 'cuda:x'; expected one of cpu, cuda, cuda:N, mps or null"),
@@ -183,6 +198,261 @@ def test_values_are_converted_to_the_field_type(override, value):
 )
 def test_a_bad_value_is_one_line_naming_key_value_and_expectation(override, line):
     assert _error([override]) == [line]
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (
+            ["model.vlad.kind=separate", "model.vlad.video_assignment=trainable"],
+            "model.vlad.video_assignment: not an option of kind 'separate' (it would do nothing); it takes "
+            "none",
+        ),
+        (
+            ["model.vlad.kind=text_only", "model.vlad.bn=shared"],
+            "model.vlad.bn: not an option of kind 'text_only' (it would do nothing); it takes none",
+        ),
+        (
+            ["model.vlad.bnn=shared"],
+            "model.vlad.bnn: not an option of kind 'shared' (it would do nothing); its options: "
+            "video_assignment, bn",
+        ),
+        (
+            ["model.vlad.video_assignment=frozen"],
+            "model.vlad.video_assignment: unknown 'frozen'; expected one of detached, trainable",
+        ),
+        (
+            ["model.assignment=bias", "model.vlad.bn=per_modality"],
+            "model.vlad.bn: got 'per_modality', but model.assignment='bias' has no BatchNorm (it would do "
+            "nothing); expected model.assignment=batchnorm or no bn",
+        ),
+        (
+            ["text.finetune_top_layers=2"],
+            "text.finetune_top_layers: got 2, but text.mode='cached' trains no text encoder (it would do "
+            "nothing); expected text.mode=finetune or no text.finetune_top_layers",
+        ),
+        (
+            ["text.mode=frozen", "text.lr=1e-4"],
+            "text.lr: got 0.0001, but text.mode='frozen' trains no text encoder (it would do nothing); "
+            "expected text.mode=finetune or no text.lr",
+        ),
+        (
+            ["model.dim=4096", "model.num_clusters=16"],
+            "model.num_clusters, model.dim, model.attention_layers: got 16, 4096, 1: D*D*(K + 12 * layers) = "
+            "469,762,048 parameters (an expert's global text head and the self-attention); expected at most "
+            "268,435,456 (1 GiB in float32)",
+        ),
+        (
+            ["arch=ce", "model.terms=both"],
+            "model.terms: got 'both'; expected 'global' (arch='ce' fixes model.terms='global')",
+        ),
+        # two combinations of old keys that passed the check and failed after data preparation
+        (
+            ["model.use_local=false", "model.use_global=false"],
+            "model.use_local, model.use_global: both false, no similarity left; expected model.terms: one "
+            "of both, local, global",
+        ),
+        (
+            ["text.freeze=true", "text.finetune_top_layers=2"],
+            "text.finetune_top_layers: got 2, but text.mode='cached' trains no text encoder (it would do "
+            "nothing); expected text.mode=finetune or no text.finetune_top_layers",
+        ),
+    ],
+)
+def test_each_cross_field_rule_is_one_line_at_load(overrides, line):
+    assert _error(overrides) == [line]
+
+
+def test_the_options_of_each_kind_and_mode_load():
+    cfg = load_config("tutorial", ["model.vlad.video_assignment=trainable", "model.vlad.bn=shared"])
+    assert cfg.model["vlad"] == {"kind": "shared", "video_assignment": "trainable", "bn": "shared"}
+    assert load_config("tutorial", ["model.assignment=bias"]).model["vlad"] == {"kind": "shared"}
+    tuned = load_config("tutorial", ["text.mode=finetune", "text.finetune_top_layers=2", "text.lr=1e-4"])
+    assert (tuned.text.mode, tuned.text.finetune_top_layers, tuned.text.freeze) == ("finetune", 2, False)
+    assert load_config("tutorial", ["text.mode=frozen"]).text.freeze
+
+
+OLD = {
+    "model.sharing": "separate",
+    "model.use_global": False,
+    "text.freeze": False,
+    "text.cache_states": False,
+    "text.finetune_top_layers": 2,
+}
+NEW = {
+    "model.vlad.kind": "separate",
+    "model.terms": "local",
+    "text.mode": "finetune",
+    "text.finetune_top_layers": 2,
+}
+
+
+def test_old_keys_in_overrides_map_to_the_new_ones_with_one_line(capsys):
+    new = load_config("tutorial", NEW)
+    assert capsys.readouterr().err == ""
+    old = load_config("tutorial", OLD)
+    assert capsys.readouterr().err == (
+        "config: mapped old keys: model.sharing -> model.vlad.kind; model.use_local/use_global -> "
+        "model.terms; text.freeze/cache_states -> text.mode\n"
+    )
+    assert old == new and old.run_dir() == new.run_dir() and old.to_dict() == new.to_dict()
+    # an old key set after a new one overrides it, and the other way round
+    assert load_config("fast", ["model.vlad.kind=text_only", "model.sharing=separate"]).model["vlad"] == {
+        "kind": "separate"
+    }
+    assert load_config("fast", ["text.freeze=false", "text.mode=frozen"]).text.mode == "frozen"
+
+
+def test_an_old_profile_file_loads_as_the_new_profile(tmp_path, capsys):
+    import yaml
+
+    raw = yaml.safe_load((PROFILES_DIR / "tutorial.yaml").read_text())
+    assert raw["model"].pop("vlad") == {"kind": "shared"} and raw["text"].pop("mode") == "cached"
+    raw["model"]["sharing"] = "shared"
+    raw["text"].update(freeze=True, cache_states=True)
+    path = tmp_path / "tutorial.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path) == load_config("tutorial")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.sharing -> model.vlad.kind" in err and "text.mode" in err
+
+
+@pytest.mark.parametrize(
+    "old, new, note",
+    [
+        (
+            {"text": {"freeze": False, "cache_states": True}},
+            {"text": {"mode": "finetune"}},
+            "text.freeze/cache_states -> text.mode (cache_states without freeze did nothing)",
+        ),
+        (
+            {"text": {"freeze": True, "cache_states": False}},
+            {"text": {"mode": "frozen"}},
+            "text.freeze/cache_states -> text.mode",
+        ),
+        (
+            {"text": {"freeze": False, "cache_states": False, "finetune_top_layers": 0}},
+            {"text": {"mode": "frozen"}},
+            "text.finetune_top_layers=0 -> text.mode=frozen",
+        ),
+        (
+            {"text": {"freeze": True, "cache_states": True, "lr": 1e-4}},
+            {"text": {"mode": "cached"}},
+            "text.lr dropped (did nothing without fine-tuning)",
+        ),
+        (
+            {"model": {"sharing": "separate", "video_assignment": "trainable"}},
+            {"model": {"vlad": {"kind": "separate"}}},
+            "model.video_assignment dropped (did nothing with sharing='separate')",
+        ),
+        (
+            {"model": {"assignment": "bias", "bn_sharing": "shared"}},
+            {"model": {"assignment": "bias"}},
+            "model.bn_sharing dropped (did nothing with assignment='bias')",
+        ),
+        (
+            {"model": {"video_assignment": "trainable", "bn_sharing": "shared"}},
+            {"model": {"vlad": {"video_assignment": "trainable", "bn": "shared"}}},
+            "model.bn_sharing -> model.vlad.bn",
+        ),
+        (
+            {"model": {"use_local": False}},
+            {"model": {"terms": "global"}},
+            "model.use_local/use_global -> model.terms",
+        ),
+        (
+            {"model": {"eval_use_global": False, "eval_use_local": None}},
+            {"model": {}},
+            "model.eval_use_global dropped (test-time terms are evaluate(..., terms=...))",
+        ),
+    ],
+)
+def test_old_combinations_map_to_what_they_did(old, new, note, capsys):
+    migrated, notes = migrate(old)
+    assert migrated == new and note in notes
+    assert from_dict(old) == from_dict(new)
+    assert capsys.readouterr().err.count("\n") == 1  # from_dict(old) said so in one line, from_dict(new) not
+
+
+def test_an_old_config_json_and_checkpoint_load(tmp_path, capsys, monkeypatch):
+    """A run written before the keys changed: its config.json loads as today's config, a directory holding it
+    counts as finished for today's config, resuming accepts it, and ``load_run`` builds the same model."""
+    from helpers import small_run
+
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.runs import build_model, load_run, run_state
+
+    stored = json.loads((ROOT / "shipped_runs" / "base" / "seed0" / "config.json").read_text())
+    assert stored["model"]["sharing"] == "shared" and stored["text"]["freeze"] is True
+    here = load_config("tutorial", {"out_dir": stored["out_dir"]})
+    assert from_dict(stored) == here
+    check_config("config.json", stored, here.to_dict())  # resume compares it as today's config
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("fast", small_run(tmp_path / "run", **{"model.vlad.kind": "separate"}))
+    old = cfg.to_dict()
+    old["model"]["sharing"] = old["model"].pop("vlad")["kind"]
+    old["text"] = {
+        **{k: v for k, v in old["text"].items() if k != "mode"},
+        "freeze": True,
+        "cache_states": True,
+    }
+    data = prepare(cfg, verbose=False)
+    model = build_model(cfg, data)
+    cfg.run_dir().mkdir(parents=True)
+    save_checkpoint(
+        cfg.run_dir() / "best.pt", {"model": model.state_dict(), "config": old, "data": data.identity()}
+    )
+    (cfg.run_dir() / "results.json").write_text(json.dumps({"test": {}, "config": old}))
+    capsys.readouterr()
+    assert run_state(cfg.run_dir(), cfg) == "finished"
+    run = load_run(cfg.run_dir(), data=data, cfg=cfg)
+    assert run.cfg == cfg and type(run.model.vlad).__name__ == "SeparateVLAD"
+    assert (
+        capsys.readouterr().err == "config: mapped old keys: model.sharing -> model.vlad.kind; "
+        "text.freeze/cache_states -> text.mode\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--set", "data.experts=[]"], "data.experts: got []"),
+        (
+            ["--set", "model.num_clusters=1e9"],
+            "model.num_clusters: got 1000000000; expected an integer in [1, 512]",
+        ),
+        (
+            ["--set", "data.experts=[motion"],
+            "override 'data.experts=[motion': not valid YAML (line 1, column 8)",
+        ),
+        (
+            ["--set", "model.vlad.kind=separate", "model.vlad.bn=shared"],
+            "model.vlad.bn: not an option of kind",
+        ),
+    ],
+)
+def test_cli_refuses_bad_configs_in_one_line_at_load(args, names, tmp_path, capsys):
+    from t2vlad_lib import cli
+
+    code = cli.main(["train", "--profile", "fast", "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: " + names) and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_names_a_profile_file_with_a_yaml_syntax_error(tmp_path, capsys):
+    from t2vlad_lib import cli
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("epochs: 2\nmodel:\n  dim: [64\n  heads: 4\n")
+    code = cli.main(["train", "--profile", str(path)])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err.startswith(f"error: {path}: not valid YAML (line 4, column ")
+        and err.count("\n") == 1
+    )
 
 
 def test_lower_is_better_metrics_are_refused_for_model_selection():

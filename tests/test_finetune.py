@@ -22,7 +22,7 @@ from t2vlad_lib.engine.pipeline import prepare
 from t2vlad_lib.engine.runs import build_model, load_run
 from t2vlad_lib.engine.train import train, train_or_load
 
-TUNED = {"text.freeze": False, "text.cache_states": False, "text.lr": 1e-4}
+TUNED = {"text.mode": "finetune", "text.lr": 1e-4}
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,7 @@ def test_run_variant_with_shared_fine_tuned_data(tmp_path, monkeypatch):
         raise AssertionError("a test-time variant must reuse its base's run")
 
     monkeypatch.setattr(train_module, "train", boom)
-    test_time = {"model.eval_use_global": False}
+    test_time = {"test_terms": "local"}
     no_global = ablate.run_variant("tutorial", test_time, 0, tmp_path, extra, data=data)
     again = ablate.run_variant("tutorial", {}, 0, tmp_path, extra, data=data)
     assert again == base and set(no_global) == set(base)
@@ -93,7 +93,7 @@ def test_run_variant_with_shared_fine_tuned_data(tmp_path, monkeypatch):
 
 # --- the tutorial-finetune profile, and the real MiniLM fine-tuned on the sample -------------------------
 
-FINETUNE_KEYS = {"text.freeze", "text.cache_states", "text.finetune_top_layers", "text.lr"}
+FINETUNE_KEYS = {"text.mode", "text.finetune_top_layers", "text.lr"}
 
 
 def test_finetune_profile_differs_from_tutorial_only_in_the_text_section():
@@ -102,7 +102,7 @@ def test_finetune_profile_differs_from_tutorial_only_in_the_text_section():
     base, tuned = load_config("tutorial"), load_config("tutorial-finetune")
     assert "tutorial-finetune" in available_profiles() and tuned.profile == "tutorial-finetune"
     assert set(config_diff(base.to_dict(), tuned.to_dict())) - {"profile"} == FINETUNE_KEYS
-    assert not tuned.text.freeze and not tuned.text.cache_states and tuned.text.model == "minilm"
+    assert tuned.text.mode == "finetune" and not tuned.text.freeze and tuned.text.model == "minilm"
     assert tuned.text.lr < tuned.optim.lr  # the pretrained encoder trains slower than the rest
     assert tuned.run_dir() != base.run_dir()
 

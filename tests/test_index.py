@@ -88,10 +88,10 @@ def test_chunked_topk_budget_and_k_larger_than_gallery(model, embeddings):
         chunked_topk(text, video, model.similarity, k=0)
 
 
-@pytest.mark.parametrize("local,glob", [(True, False), (False, True)])
-def test_chunked_topk_respects_eval_switches(model, embeddings, local, glob):
+@pytest.mark.parametrize("terms", ["local", "global"])
+def test_chunked_topk_respects_the_model_terms(model, embeddings, terms):
     text, video = embeddings
-    model.config.eval_use_local, model.config.eval_use_global = local, glob
+    model.config.terms = terms  # a model trained with one term
     try:
         with torch.no_grad():
             full = model.similarity(text, video)
@@ -99,7 +99,7 @@ def test_chunked_topk_respects_eval_switches(model, embeddings, local, glob):
             index = GalleryIndex(model, video)
             gs, gi = index.search(text, k=5)
     finally:
-        model.config.eval_use_local = model.config.eval_use_global = None
+        model.config.terms = "both"
     assert torch.equal(i, full.topk(5, dim=1).indices)
     assert torch.equal(gi, i) and torch.allclose(gs, s, atol=1e-5)
 
@@ -112,13 +112,9 @@ def test_flattened_inner_product_equals_similarity_when_all_experts_present(mode
     K, D, E = 3, 8, 3
     assert q.shape == (9, K * D + E * D) and k.shape == (12, K * D + E * D)
     assert torch.allclose(q @ k.T, full, atol=1e-6)
-    for terms in [(True, False), (False, True)]:
-        model.config.eval_use_local, model.config.eval_use_global = terms
-        try:
-            with torch.no_grad():
-                ref = model.similarity(text, video)
-        finally:
-            model.config.eval_use_local = model.config.eval_use_global = None
+    for name, terms in [("local", (True, False)), ("global", (False, True))]:
+        with torch.no_grad():
+            ref = model.similarity(text, video, terms=name)
         assert torch.allclose(flatten_text(text, terms) @ flatten_video(video, terms).T, ref, atol=1e-6)
 
 
@@ -148,12 +144,12 @@ def test_gallery_index_merges_exact_and_flat_paths(model, embeddings):
             s, i = index.search(text, k=10)
             assert torch.equal(i, ref_i), backend
             assert torch.allclose(s, ref_s, atol=1e-5), backend
-    model.config.eval_use_global = False
+    model.config.terms = "local"
     try:
         with pytest.raises(ValueError, match="rebuild"):
             index.search(text, k=10)
     finally:
-        model.config.eval_use_global = None
+        model.config.terms = "both"
 
 
 def clustered(n, dim, centers, noise, gen):

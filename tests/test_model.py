@@ -94,9 +94,9 @@ def naive_pair_score(model, text, video, i, j):
     return s_local, s_global
 
 
-@pytest.mark.parametrize("sharing", ["shared", "separate", "text_only"])
-def test_similarity_over_cached_embeddings_equals_paired_forward(sharing):
-    model = make_model(sharing=sharing)
+@pytest.mark.parametrize("kind", ["shared", "separate", "text_only"])
+def test_similarity_over_cached_embeddings_equals_paired_forward(kind):
+    model = make_model(vlad={"kind": kind})
     text, video = make_text(), make_video()
     with torch.no_grad():
         full = model(text, video)
@@ -113,7 +113,7 @@ def test_similarity_over_cached_embeddings_equals_paired_forward(sharing):
             assert math.isclose(float(full[i, j]), (s_local + s_global) / 2, abs_tol=1e-5)
 
 
-def test_ablation_switches_pick_the_terms():
+def test_terms_pick_the_similarity_at_training_and_test_time():
     text, video = make_text(), make_video()
     full = make_model()
     with torch.no_grad():
@@ -121,14 +121,14 @@ def test_ablation_switches_pick_the_terms():
         s_local = t.local @ v.local.T
         s_global = global_similarity(t.global_feats, t.weights, v.global_feats, v.available)
         assert torch.allclose(full.similarity(t, v), (s_local + s_global) / 2, atol=1e-6)
-        full.config.eval_use_global = False
-        assert torch.allclose(full.similarity(t, v), s_local, atol=1e-6)
-        full.config.eval_use_global, full.config.eval_use_local = True, False
-        assert torch.allclose(full.similarity(t, v), s_global, atol=1e-6)
-    global_only = make_model(use_local=False)
+        assert torch.equal(full.similarity(t, v, terms="both"), full.similarity(t, v))
+        assert torch.allclose(full.similarity(t, v, terms="local"), s_local, atol=1e-6)
+        assert torch.allclose(full.similarity(t, v, terms="global"), s_global, atol=1e-6)
+    assert full.terms() == (True, True)
+    global_only = make_model(terms="global")
     assert global_only.terms() == (False, True) and global_only.train().terms() == (False, True)
-    with pytest.raises(ValueError, match="both False"):
-        ModelConfig(expert_dims=DIMS, use_local=False, use_global=False)
+    with pytest.raises(ValueError, match="terms 'none'"):
+        T2VLAD(ModelConfig(expert_dims=DIMS, terms="none"))
 
 
 def test_missing_expert_weight_is_renormalised():
@@ -139,8 +139,7 @@ def test_missing_expert_weight_is_renormalised():
         t, v = model.encode_text(text), model.encode_video(video)
         w = t.weights[:, :2] / t.weights[:, :2].sum(-1, keepdim=True)
         cos = torch.einsum("ted,ed->te", t.global_feats[:, :2], v.global_feats[1, :2])
-        model.config.eval_use_local = False
-        assert torch.allclose(model.similarity(t, v)[:, 1], (w * cos).sum(-1), atol=1e-6)
+        assert torch.allclose(model.similarity(t, v, terms="global")[:, 1], (w * cos).sum(-1), atol=1e-6)
 
 
 def test_gradients_reach_every_trainable_part():
@@ -175,11 +174,11 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="no cached states"):
         model.encode_text(text)
     with pytest.raises(ValueError, match="expert_dims is empty"):
-        ModelConfig()
+        T2VLAD(ModelConfig())
 
 
 def test_text_global_from_cls_uses_the_first_token_only():
-    model = make_model(text_global_from="cls", use_local=False)
+    model = make_model(text_global_from="cls", terms="global")
     text = make_text()
     with torch.no_grad():
         base = model.encode_text(text)
@@ -190,7 +189,7 @@ def test_text_global_from_cls_uses_the_first_token_only():
     )
     assert not torch.allclose(base.local, moved.local)
     with pytest.raises(ValueError, match="text_global_from"):
-        ModelConfig(expert_dims=DIMS, text_global_from="mean")
+        T2VLAD(ModelConfig(expert_dims=DIMS, text_global_from="mean"))
 
 
 def test_video_encoder_without_token_norm_or_self_attention():

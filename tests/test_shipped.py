@@ -32,10 +32,10 @@ def test_every_course_run_is_shipped_with_the_current_config():
 
 def test_notebook_configs_of_06_and_08_find_the_shipped_runs():
     full = load_config("tutorial", {"out_dir": "runs/{profile}-seed{seed}"})
-    glob = load_config("tutorial", {"model.use_local": False, "model.text_global_from": "cls",
+    glob = load_config("tutorial", {"model.terms": "global", "model.text_global_from": "cls",
                                     "out_dir": "runs/{profile}-globalonly-seed{seed}"})
     assert shipped.find(full)[0] == "base/seed0"
-    assert shipped.find(glob)[0] == "text_global_from-cls_use_local-False/seed0"
+    assert shipped.find(glob)[0] == "terms-global_text_global_from-cls/seed0"
 
 
 def test_shipped_folder_stays_small():

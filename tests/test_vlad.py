@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t2vlad_lib.model.vlad import CrossModalVLAD, NetVLAD, kmeans, masked_max, vlad
+from t2vlad_lib.model.vlad import VLAD_KINDS, NetVLAD, SharedVLAD, build_vlad, kmeans, masked_max, vlad
 
 
 def _tokens(B=3, N=6, D=5, seed=0, dtype=torch.float32):
@@ -190,8 +190,8 @@ def test_bad_input_names_the_problem():
         net(torch.randn(2, 4, 6))
     with pytest.raises(ValueError, match="mask shape"):
         net(torch.randn(2, 4, 5), torch.ones(2, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="sharing"):
-        CrossModalVLAD(5, 3, sharing="both")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_vlad("both", 5, 3)
 
 
 def _grad_names(module, loss):
@@ -203,8 +203,8 @@ def _grad_names(module, loss):
 def test_shared_mode_shares_centers_and_only_text_trains_the_assignment():
     torch.manual_seed(0)
     x, mask = _tokens()
-    m = CrossModalVLAD(5, 3, sharing="shared").train()
-    assert m.video_vlad is None and m.video_bn is not m.text_vlad.bn
+    m = build_vlad("shared", 5, 3).train()
+    assert type(m) is SharedVLAD and m.video_bn is not m.text_vlad.bn
     # video branch: reaches the shared residual centers and its own BN, never the assignment weights
     grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
     assert "text_vlad.centers" in grads and "video_bn.weight" in grads
@@ -218,7 +218,7 @@ def test_shared_mode_shares_centers_and_only_text_trains_the_assignment():
 def test_separate_mode_has_independent_parameters():
     torch.manual_seed(0)
     x, mask = _tokens()
-    m = CrossModalVLAD(5, 3, sharing="separate")
+    m = build_vlad({"kind": "separate"}, 5, 3)
     text_ids = {id(p) for p in m.text_vlad.parameters()}
     assert not text_ids & {id(p) for p in m.video_vlad.parameters()}
     grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
@@ -230,7 +230,7 @@ def test_separate_mode_has_independent_parameters():
 def test_text_only_mode_pools_video():
     torch.manual_seed(0)
     x, mask = _tokens()
-    m = CrossModalVLAD(5, 3, sharing="text_only")
+    m = build_vlad("text_only", 5, 3)
     v, assign = m.encode_video(x, mask, return_assignments=True)
     assert v.shape == (3, 15) and assign is None
     blocks = F.normalize(m.video_proj(masked_max(x, mask)).view(3, 3, 5), dim=-1)
@@ -244,14 +244,33 @@ def test_trainable_video_assignment_and_one_shared_batchnorm():
     BatchNorm for both modalities there is no video BN and the video logits move the shared statistics."""
     torch.manual_seed(0)
     x, mask = _tokens()
-    m = CrossModalVLAD(5, 3, sharing="shared", video_assignment="trainable").train()
+    m = build_vlad({"kind": "shared", "video_assignment": "trainable"}, 5, 3).train()
     grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
     assert {"text_vlad.assign_weight", "text_vlad.centers", "video_bn.weight"} <= grads
-    m = CrossModalVLAD(5, 3, sharing="shared", bn_sharing="shared").train()
+    m = build_vlad({"bn": "shared"}, 5, 3).train()  # kind defaults to shared
     assert m.video_bn is None
     before = m.text_vlad.bn.running_mean.clone()
     grads = _grad_names(m, (m.encode_video(x, mask) * torch.randn(3, 15)).sum())
     assert "text_vlad.bn.weight" in grads and "text_vlad.assign_weight" not in grads
     assert not torch.equal(before, m.text_vlad.bn.running_mean)
     with pytest.raises(ValueError, match="video_assignment"):
-        CrossModalVLAD(5, 3, video_assignment="frozen")
+        SharedVLAD(5, 3, video_assignment="frozen")
+
+
+def test_each_kind_takes_only_its_own_options():
+    """A kind's options are its class's OPTIONS: the shared kind's switches given to another kind are refused,
+    not silently ignored; with ``assignment="bias"`` the shared kind has no video BatchNorm to keep."""
+    assert list(VLAD_KINDS) == ["shared", "separate", "text_only"]
+    assert VLAD_KINDS["shared"].OPTIONS == {"video_assignment": ("detached", "trainable"),
+                                            "bn": ("per_modality", "shared")}
+    for kind in ("separate", "text_only"):
+        assert VLAD_KINDS[kind].OPTIONS == {}
+        with pytest.raises(ValueError, match=rf"kind '{kind}' takes no options, got \['video_assignment'\]"):
+            build_vlad({"kind": kind, "video_assignment": "trainable"}, 5, 3)
+    assert build_vlad("shared", 5, 3, assignment="bias").video_bn is None
+    # same parameter names as before kinds were classes: checkpoints of every kind still load
+    names = {k: sorted(dict(build_vlad(k, 5, 3).named_parameters())) for k in VLAD_KINDS}
+    assert names["shared"] == ["text_vlad.assign_weight", "text_vlad.bn.bias", "text_vlad.bn.weight",
+                               "text_vlad.centers", "video_bn.bias", "video_bn.weight"]
+    assert [n for n in names["separate"] if n.startswith("video_")][0] == "video_vlad.assign_weight"
+    assert names["text_only"][-2:] == ["video_proj.bias", "video_proj.weight"]

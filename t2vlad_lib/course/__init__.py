@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2] / "runs" / "ablations"  # notebook 07
 # runs whose weights a notebook reloads: the full model of seeds 0-2 (06, 07 sec. 3, the test-time rows of
 # Table 4, 08) and global-only training of seed 0 (08's Figure 4)
 CHECKPOINTS = frozenset({"base/seed0", "base/seed1", "base/seed2",
-                         "text_global_from-cls_use_local-False/seed0"})
+                         "terms-global_text_global_from-cls/seed0"})
 
 
 def sweeps() -> dict[str, tuple[dict, tuple[int, ...]]]:

@@ -55,14 +55,15 @@ __all__ = [
 PROFILE = "tutorial"  # the course's profile: its sweeps without extra overrides sit at <out_dir>/<variant>/
 
 # name -> config overrides. Rows of the paper's Table 4 (global-local) and Table 5 (VLAD sharing).
+# "test_terms" is no config key: the similarity terms the row evaluates its trained run with (TEST_ONLY_KEYS).
 VARIANTS: dict[str, dict[str, Any]] = {
     "full (shared VLAD)": {},
-    "w/o global at test": {"model.eval_use_global": False},
-    "w/o local at test": {"model.eval_use_local": False},
-    "global-only training ([CLS])": {"model.use_local": False, "model.text_global_from": "cls"},
-    "local-only training": {"model.use_global": False},
-    "text-only VLAD": {"model.sharing": "text_only"},
-    "two separate VLADs": {"model.sharing": "separate"},
+    "w/o global at test": {"test_terms": "local"},
+    "w/o local at test": {"test_terms": "global"},
+    "global-only training ([CLS])": {"model.terms": "global", "model.text_global_from": "cls"},
+    "local-only training": {"model.terms": "local"},
+    "text-only VLAD": {"model.vlad.kind": "text_only"},
+    "two separate VLADs": {"model.vlad.kind": "separate"},
 }
 TABLE4 = [
     "full (shared VLAD)",
@@ -90,8 +91,8 @@ PAPER: dict[str, tuple[float, float, float] | None] = {
 PORT_RECIPE: dict[str, Any] = {"model.token_norm": True}
 DIAGNOSIS: dict[str, dict[str, Any]] = {
     "port recipe": PORT_RECIPE,
-    "video assignment trainable": {**PORT_RECIPE, "model.video_assignment": "trainable"},
-    "one BatchNorm for both": {**PORT_RECIPE, "model.bn_sharing": "shared"},
+    "video assignment trainable": {**PORT_RECIPE, "model.vlad.video_assignment": "trainable"},
+    "one BatchNorm for both": {**PORT_RECIPE, "model.vlad.bn": "shared"},
     "no BatchNorm (bias)": {**PORT_RECIPE, "model.assignment": "bias"},
     "no per-token L2": {"model.token_norm": False},
     "max-margin loss (paper)": {**PORT_RECIPE, "loss.name": "max_margin", "loss.margin": 0.02},
@@ -112,8 +113,8 @@ LOSSES: dict[str, dict[str, Any]] = {
     "InfoNCE (tau = 0.05)": {"loss.name": "infonce", "loss.temperature": 0.05},
 }
 
-# Variants that differ only at test time share the trained model of this base variant.
-TEST_ONLY_KEYS = ("model.eval_use_global", "model.eval_use_local")
+# Variant keys that act at test time only (``evaluate(..., terms=...)``): the row reuses its base's run.
+TEST_ONLY_KEYS = ("test_terms",)
 
 
 def sweep(key: str, values: list[Any], base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -200,13 +201,12 @@ def run_variant(
     """
 
     cfg = variant_config(profile, overrides, seed, root, extra, run_name)
-    test_time = any(k in TEST_ONLY_KEYS for k in overrides)
-    ensure_trained(cfg, data, need_model=test_time, progress=progress)
-    if not test_time:
+    terms = overrides.get("test_terms")  # a test-time row: its base run, scored with these terms
+    ensure_trained(cfg, data, need_model=terms is not None, progress=progress)
+    if terms is None:
         return read_results(cfg.run_dir())["test"]
-    eval_cfg = _config(profile, {**overrides, "out_dir": cfg.out_dir}, seed, extra)
-    run = load_run(cfg.run_dir(), data=data, cfg=eval_cfg)
-    return evaluate(run.model, run.data.test, eval_cfg.eval_batch_size)
+    run = load_run(cfg.run_dir(), data=data, cfg=cfg)
+    return evaluate(run.model, run.data.test, cfg.eval_batch_size, terms=terms)
 
 
 def ablate(

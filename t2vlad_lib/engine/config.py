@@ -9,6 +9,14 @@ and, by path, ``configs/extra/etva-msrvtt.yaml`` (msrvtt-1ka with ALBERT-base as
 ETVA; no ALBERT weights can be had offline here, so only a tiny random ``AlbertConfig`` is tested).
 A profile file may be a path too. Unknown keys are an error that lists the valid ones.
 
+Variants are one key each, not interacting flags: ``model.vlad: {kind: shared | separate | text_only, ...}``
+takes only its kind's options (``vlad.VLAD_KINDS``), ``model.terms: both | local | global`` the similarity
+terms trained with (test-time terms are ``evaluate(..., terms=...)``), ``text.mode: cached | frozen |
+finetune``. Every rule that involves two keys is checked here, at load, and an option that would do nothing
+in the chosen mode is an error. Configs written before (``model.sharing``, ``use_local``, ``eval_use_*``,
+``text.freeze``, ``cache_states``, ...: profiles, ``--set``, ``config.json``, checkpoints) still load:
+:func:`migrate` maps their keys and one line says what it mapped.
+
 Every value, from a profile file or an override, is converted to the type of its field (``optim.lr=2e-3``,
 which YAML reads as a string, becomes the float 0.002) and checked against its range or choices. All the
 problems of a config are raised together as one :class:`ConfigError`, one line per problem:
@@ -29,6 +37,7 @@ import json
 import math
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -43,8 +52,8 @@ from ..core.metrics import METRIC_KEYS
 from ..model.baselines import ARCH_PRESETS, ARCHES
 from ..model.losses import LOSS_NAMES
 from ..model.optim import OPTIMIZERS
-from ..model.t2vlad import ModelConfig
-from ..model.vlad import BN_SHARING, SHARING_MODES, VIDEO_ASSIGNMENTS
+from ..model.t2vlad import TERMS, ModelConfig
+from ..model.vlad import VLAD_KINDS
 
 __all__ = [
     "TrainConfig",
@@ -63,6 +72,8 @@ __all__ = [
     "config_diff",
     "lookup",
     "parse_override",
+    "migrate",
+    "TEXT_MODES",
 ]
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -73,6 +84,10 @@ SAMPLINGS = ("uniform", "truncate")
 TEST_PROTOCOLS = ("fixed", "all")
 ASSIGNMENTS = ("batchnorm", "bias")
 TEXT_GLOBAL_FROM = ("vlad", "cls")
+TEXT_MODES = ("cached", "frozen", "finetune")  # TextSection.mode
+# parameters of one expert's global text head (K*D -> D) plus the video self-attention (~12 D^2 a layer):
+# a config above this is refused at load instead of allocating it (1 GiB in float32)
+MAX_PARAMETERS = 2**28
 # The trainer keeps the epoch with the highest validation score, so only higher-is-better metrics qualify.
 LOWER_IS_BETTER = ("MedR", "MeanR")
 SELECT_METRICS = tuple(
@@ -121,14 +136,20 @@ class DataSection:
 @dataclass
 class TextSection:
     """model: "minilm" (offline default), "bert-base-uncased", a hub name or a local path.
-    freeze + cache_states: encode every caption once and train on cached token states (CPU).
-    finetune_top_layers: fine-tune only the top n layers (None = all when not frozen). lr: text lr."""
+    mode: "cached" (frozen; every caption encoded once and its token states cached on disk: CPU training),
+    "frozen" (frozen, run inside the model on every batch) or "finetune" (trained with the model).
+    finetune_top_layers: fine-tune only the top n layers (None = all; finetune only). lr: the text encoder's
+    lr (None = optim.lr; finetune only)."""
 
     model: str = "minilm"
-    freeze: bool = True
-    cache_states: bool = True
+    mode: str = "cached"
     finetune_top_layers: int | None = None
     lr: float | None = None
+
+    @property
+    def freeze(self) -> bool:
+        """The encoder's weights stay as pretrained ("cached" or "frozen")."""
+        return self.mode != "finetune"
 
 
 @dataclass
@@ -201,7 +222,7 @@ class TrainConfig:
         found = {**bad, **_range_problems(self, set(bad))}
         order = {key: i for i, key in enumerate(_hints())}  # field order; unknown keys first
         problems = [found[k] for k in sorted(found, key=lambda k: order.get(k, -1))]
-        problems += _cross_problems(self, set(bad))
+        problems += _cross_problems(self, set(found))
         if problems:
             raise ConfigError(problems)
 
@@ -225,7 +246,11 @@ SECTIONS = {
     "loss": LossSection,
     "distill": DistillSection,
 }
-MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig) if f.name in MODEL_KEYS}
+MODEL_DEFAULTS = {
+    f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+    for f in fields(ModelConfig)
+    if f.name in MODEL_KEYS
+}
 
 
 # ---- types ---------------------------------------------------------------------------------------------
@@ -333,6 +358,11 @@ def _above(lo: int | float) -> _Rule:
     return _Rule(lambda v: v > lo, f"> {lo}")
 
 
+def _within(lo: int, hi: int) -> _Rule:
+    """A sane range: beyond ``hi`` a typo (``1e9``) would allocate gigabytes before anything fails."""
+    return _Rule(lambda v: lo <= v <= hi, f"in [{lo}, {hi}]")
+
+
 def _one_of(choices: tuple[str, ...]) -> _Rule:
     return _Rule(lambda v: v in choices, choices=choices)
 
@@ -347,6 +377,7 @@ RULES: dict[str, _Rule] = {
     "eval_batch_size": _at_least(1),
     "device": _Rule(lambda v: re.fullmatch(DEVICE_PATTERN, v) is not None, choices=DEVICES),
     "num_workers": _at_least(0),
+    "data.experts": _Rule(lambda v: len(v) > 0, "with at least one name"),
     "data.max_segments": _Rule(lambda d: all(n >= 1 for n in d.values()), "each >= 1"),
     "data.sampling": _one_of(SAMPLINGS),
     "data.caption_len": _at_least(3),
@@ -354,7 +385,8 @@ RULES: dict[str, _Rule] = {
     "data.shots": _one_of((1, 2, 3)),
     "data.test_protocol": _one_of(TEST_PROTOCOLS),
     "data.caption_noise": _FRACTION,
-    "text.finetune_top_layers": _at_least(0),
+    "text.mode": _one_of(TEXT_MODES),
+    "text.finetune_top_layers": _at_least(1),
     "text.lr": _above(0),
     "optim.name": _one_of(OPTIMIZERS),
     "optim.lr": _above(0),
@@ -367,16 +399,14 @@ RULES: dict[str, _Rule] = {
     "loss.temperature": _above(0),
     "distill.weight": _at_least(0),
     "distill.temperature": _above(0),
-    "model.dim": _at_least(1),
-    "model.num_clusters": _at_least(1),
-    "model.ghost_clusters": _at_least(0),
-    "model.heads": _at_least(1),
+    "model.dim": _within(1, 4096),
+    "model.num_clusters": _within(1, 512),
+    "model.ghost_clusters": _within(0, 64),
+    "model.heads": _within(1, 64),
     "model.dropout": _FRACTION,
-    "model.attention_layers": _at_least(0),
-    "model.sharing": _one_of(SHARING_MODES),
+    "model.attention_layers": _within(0, 24),
     "model.assignment": _one_of(ASSIGNMENTS),
-    "model.video_assignment": _one_of(VIDEO_ASSIGNMENTS),
-    "model.bn_sharing": _one_of(BN_SHARING),
+    "model.terms": _one_of(tuple(TERMS)),
     "model.text_global_from": _one_of(TEXT_GLOBAL_FROM),
 }
 
@@ -476,8 +506,25 @@ def _cross_problems(cfg: TrainConfig, bad: set[str]) -> list[str]:
         )
     if not _skip(bad, "model.heads", "model.dim"):
         heads, dim = _get(cfg, "model.heads"), _get(cfg, "model.dim")
-        if heads >= 1 and dim >= 1 and dim % heads:
+        if dim % heads:
             problems.append(f"model.heads: got {heads}; expected a divisor of model.dim ({dim})")
+    if not _skip(bad, "model.dim", "model.num_clusters", "model.attention_layers"):
+        k, d, layers = (_get(cfg, f"model.{k}") for k in ("num_clusters", "dim", "attention_layers"))
+        if d * d * (k + 12 * layers) > MAX_PARAMETERS:
+            problems.append(
+                f"model.num_clusters, model.dim, model.attention_layers: got {k}, {d}, {layers}: D*D*(K + 12 "
+                f"* layers) = {d * d * (k + 12 * layers):,} parameters (an expert's global text head and the "
+                f"self-attention); expected at most {MAX_PARAMETERS:,} (1 GiB in float32)"
+            )
+    if not _skip(bad, "model.vlad", "model.assignment"):
+        problems += _vlad_problems(_get(cfg, "model.vlad"), _get(cfg, "model.assignment"))
+    if not _skip(bad, "text.mode", "text.finetune_top_layers", "text.lr") and cfg.text.mode != "finetune":
+        for key in ("finetune_top_layers", "lr"):
+            if getattr(cfg.text, key) is not None:
+                problems.append(
+                    f"text.{key}: got {getattr(cfg.text, key)!r}, but text.mode={cfg.text.mode!r} trains no "
+                    "text encoder (it would do nothing); expected text.mode=finetune or no text." + key
+                )
     presets = {} if _skip(bad, "arch", "model") else ARCH_PRESETS.get(cfg.arch, {})
     for key, value in presets.items():
         if cfg.model.get(key, value) != value and not _skip(bad, f"model.{key}"):
@@ -505,16 +552,140 @@ def _cross_problems(cfg: TrainConfig, bad: set[str]) -> list[str]:
     return problems
 
 
+def _vlad_problems(spec: dict[str, str], assignment: str) -> list[str]:
+    """``model.vlad``: a known kind, only that kind's options (``OPTIONS`` of its class), known choices, and
+    no ``bn`` when the assignment has no BatchNorm."""
+    kind = spec.get("kind", "shared")
+    if kind not in VLAD_KINDS:
+        return [f"model.vlad.kind: unknown {kind!r}; expected one of {', '.join(VLAD_KINDS)}"]
+    options = VLAD_KINDS[kind].OPTIONS
+    problems = []
+    for key, value in spec.items():
+        if key == "kind":
+            continue
+        if key not in options:
+            takes = f"its options: {', '.join(options)}" if options else "it takes none"
+            problems.append(f"model.vlad.{key}: not an option of kind {kind!r} (it would do nothing); "
+                            + takes)
+        elif value not in options[key]:
+            problems.append(f"model.vlad.{key}: unknown {value!r}; expected one of {', '.join(options[key])}")
+        elif key == "bn" and assignment != "batchnorm":
+            problems.append(f"model.vlad.bn: got {value!r}, but model.assignment={assignment!r} has no "
+                            "BatchNorm (it would do nothing); expected model.assignment=batchnorm or no bn")
+    return problems
+
+
+# ---- configs written before the variants became types ----------------------------------------------------
+
+_TERM_NAMES = {flags: name for name, flags in TERMS.items()}
+
+
+def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A config dict, possibly with keys of before the config variants became types, in today's keys, and
+    what was mapped (one phrase per change, for the notice). A mix of old and new keys is read as old keys
+    set on top of the new ones (an override). Old combinations that meant nothing map to what they did:
+
+    - ``model.sharing`` -> ``model.vlad.kind``; ``video_assignment`` / ``bn_sharing`` -> ``model.vlad.
+      video_assignment`` / ``bn``, dropped where they did nothing (a kind other than shared; ``bn_sharing``
+      with ``assignment: bias``), as are the options of another kind when ``sharing`` changes the kind;
+    - ``model.use_local`` / ``use_global`` -> ``model.terms`` (both false never ran: an error);
+    - ``model.eval_use_local`` / ``eval_use_global`` dropped: test-time terms are ``evaluate(terms=...)``;
+    - ``text.freeze`` / ``cache_states`` -> ``text.mode`` (``cache_states`` without ``freeze`` did nothing:
+      finetune); ``finetune_top_layers: 0`` when fine-tuning froze the encoder: frozen; a text ``lr`` without
+      fine-tuning did nothing: dropped.
+    """
+    raw, notes = copy.deepcopy(raw), []
+    if isinstance(raw.get("model"), dict):
+        notes += _migrate_model(raw["model"])
+    if isinstance(raw.get("text"), dict) and {"freeze", "cache_states"} & set(raw["text"]):
+        notes += _migrate_text(raw["text"])
+    return raw, notes
+
+
+def _old_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError([f"{key}: got {value!r} ({type(value).__name__}); expected true or false"])
+    return value
+
+
+def _migrate_model(model: dict[str, Any]) -> list[str]:
+    notes = []
+    vlad = dict(model["vlad"]) if isinstance(model.get("vlad"), dict) else {}
+    if "sharing" in model:
+        vlad["kind"] = model.pop("sharing")
+        options = getattr(VLAD_KINDS.get(vlad["kind"]), "OPTIONS", vlad)  # an unknown kind: checked later
+        vlad = {k: v for k, v in vlad.items() if k == "kind" or k in options}
+        notes.append("model.sharing -> model.vlad.kind")
+    for old, new in (("video_assignment", "video_assignment"), ("bn_sharing", "bn")):
+        if old not in model:
+            continue
+        value, kind = model.pop(old), vlad.get("kind", "shared")
+        if kind != "shared":
+            notes.append(f"model.{old} dropped (did nothing with sharing={kind!r})")
+        elif new == "bn" and model.get("assignment", "batchnorm") != "batchnorm":
+            notes.append(f"model.{old} dropped (did nothing with assignment={model['assignment']!r})")
+        else:
+            vlad[new] = value
+            notes.append(f"model.{old} -> model.vlad.{new}")
+    if vlad:
+        model["vlad"] = vlad
+    if "use_local" in model or "use_global" in model:
+        now = TERMS.get(str(model.get("terms", "both")), (True, True))
+        names = ("use_local", "use_global")
+        flags = tuple(_old_bool(f"model.{k}", model.pop(k, was)) for k, was in zip(names, now, strict=True))
+        if flags not in _TERM_NAMES:
+            raise ConfigError(["model.use_local, model.use_global: both false, no similarity left; expected "
+                               "model.terms: one of " + ", ".join(TERMS)])
+        model["terms"] = _TERM_NAMES[flags]
+        notes.append("model.use_local/use_global -> model.terms")
+    for key in ("eval_use_local", "eval_use_global"):
+        if key in model:
+            model.pop(key)
+            notes.append(f"model.{key} dropped (test-time terms are evaluate(..., terms=...))")
+    return notes
+
+
+def _migrate_text(text: dict[str, Any]) -> list[str]:
+    given = {k: _old_bool(f"text.{k}", text.pop(k)) for k in ("freeze", "cache_states") if k in text}
+    now = text.get("mode", "cached")  # what a key left out keeps
+    freeze, cached = given.get("freeze", now != "finetune"), given.get("cache_states", now == "cached")
+    text["mode"] = "cached" if freeze and cached else "frozen" if freeze else "finetune"
+    notes = ["text.freeze/cache_states -> text.mode"]
+    if not freeze and given.get("cache_states"):
+        notes[0] += " (cache_states without freeze did nothing)"
+    if text["mode"] == "finetune" and text.get("finetune_top_layers") == 0:
+        text["mode"] = "frozen"
+        text.pop("finetune_top_layers")
+        notes.append("text.finetune_top_layers=0 -> text.mode=frozen")
+    if text["mode"] != "finetune" and text.get("lr") is not None:
+        text.pop("lr")
+        notes.append("text.lr dropped (did nothing without fine-tuning)")
+    return notes
+
+
+_NOTICES: set[str] = set()  # what was said already: the runs' identity checks read old configs many times
+
+
+def _notice(notes: list[str]) -> None:
+    """The one line that says what :func:`migrate` mapped (once per process for the same mapping)."""
+    line = "config: mapped old keys: " + "; ".join(dict.fromkeys(notes))
+    if notes and line not in _NOTICES:
+        _NOTICES.add(line)
+        print(line, file=sys.stderr)
+
+
 # ---- building and loading ------------------------------------------------------------------------------
 
 
 def from_dict(raw: dict[str, Any]) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested dicts (``to_dict``'s output round-trips).
+    """Build a :class:`TrainConfig` from nested dicts (``to_dict``'s output round-trips). Keys of older
+    configs are mapped (:func:`migrate`), with one line on stderr saying what was mapped.
 
     Raises:
         ConfigError: unknown keys (by name, with the valid ones) and bad values, one line each.
     """
-    raw = dict(raw)
+    raw, notes = migrate(raw)
+    _notice(notes)
     problems = _unknown(raw, [f.name for f in fields(TrainConfig)], "the top level")
     sections = {}
     for name, cls in SECTIONS.items():
@@ -539,8 +710,15 @@ def from_dict(raw: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+def _yaml(text: str, where: str) -> Any:
+    """``text`` read as YAML; a syntax error is one line naming ``where``, the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError([f"{where}: not valid YAML{at}: {what}"]) from None
 
 
 def _set(raw: dict, dotted: str, value: Any) -> None:
@@ -583,14 +761,18 @@ def load_config(
             raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(available_profiles())}")
     elif not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _yaml(path.read_text(), str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: got a {type(raw).__name__}; expected a mapping of config keys"])
     raw.setdefault("profile", path.stem)
     items = list(overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or []))
+    raw, notes = migrate(raw)
     full = copy.deepcopy(raw)
-    for key, value in items:
+    for key, value in items:  # an old key overrides the new key it maps to
         _set(full, key, value)
+        full, more = migrate(full)
+        notes += more
+    _notice(notes)
     cfg = from_dict(full)
     explicit = "out_dir" in raw or any(key == "out_dir" for key, _ in items)
     tag = None if explicit or not items else _variant_tag(raw, cfg)
@@ -638,7 +820,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ValueError(f"override {text!r} is not of the form key=value (e.g. model.num_clusters=16)")
     key, value = text.split("=", 1)
-    return key.strip(), _parse_value(value)
+    return key.strip(), _yaml(value, f"override {text!r}")
 
 
 # Keys that never change what a run learns or scores: a checkpoint made with other values is the same run.

@@ -73,15 +73,18 @@ def encode_videos(model: T2VLAD, videos: VideoBatch, batch_size: int = 256) -> V
 
 @torch.no_grad()
 def similarity_matrix(
-    model: T2VLAD, text: TextEmbeddings, video: VideoEmbeddings, chunk: int = 4096
+    model: T2VLAD, text: TextEmbeddings, video: VideoEmbeddings, chunk: int = 4096, terms: str | None = None
 ) -> torch.Tensor:
-    """(N_t, N_v) similarities on the CPU, computed on the model's device in chunks of texts."""
+    """(N_t, N_v) similarities on the CPU, computed on the model's device in chunks of texts.
+
+    terms: "both" | "local" | "global" at test time (``T2VLAD.similarity``); None = the trained terms."""
+    kw = {} if terms is None else {"terms": terms}
     rows = []
     for i in range(0, len(text), chunk):
         part = TextEmbeddings(
             text.local[i : i + chunk], text.global_feats[i : i + chunk], text.weights[i : i + chunk]
         )
-        rows.append(model.similarity(part, video).float().cpu())
+        rows.append(model.similarity(part, video, **kw).float().cpu())
     return torch.cat(rows)
 
 
@@ -109,17 +112,21 @@ def retrieval_metrics(sims: torch.Tensor, query_masks: torch.Tensor) -> dict[str
     return out
 
 
-def evaluate(model: T2VLAD, data: EvalSet, batch_size: int = 256, return_sims: bool = False):
+def evaluate(
+    model: T2VLAD, data: EvalSet, batch_size: int = 256, return_sims: bool = False, terms: str | None = None
+):
     """Encode once per side, build the similarity matrix, return the metrics (and the matrix).
 
     The model is put in eval mode (BatchNorm statistics frozen, dropout off) and restored after.
+    terms: the similarity terms at test time, "both" | "local" | "global" (Table 4's "w/o global alignment
+    at test time" is ``terms="local"`` on the full model); None = the terms the model was trained with.
     """
     was_training = model.training
     model.eval()
     try:
         text = encode_texts(model, data.texts, batch_size)
         video = encode_videos(model, data.videos, batch_size)
-        sims = similarity_matrix(model, text, video)
+        sims = similarity_matrix(model, text, video, terms=terms)
     finally:
         model.train(was_training)
     metrics = retrieval_metrics(sims, data.query_masks)

@@ -284,7 +284,7 @@ def prepare(cfg: TrainConfig, verbose: bool = True) -> Prepared:
     for ds in (val, test):
         if ds is not None:
             ds.max_segments = train.max_segments
-    cached = cfg.text.freeze and cfg.text.cache_states
+    cached = cfg.text.mode == "cached"
     if cached:
         sets = [d for d in (train, val, test) if d is not None]
         captions = [c for d in sets for c in d.captions]

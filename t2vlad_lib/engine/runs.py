@@ -35,7 +35,7 @@ from ..model.t2vlad import T2VLAD
 from .config import RUNTIME_KEYS, ConfigError, TrainConfig, config_diff, from_dict, lookup
 from .pipeline import Prepared, data_identity, prepare
 
-__all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config", "TEST_TIME_KEYS",
+__all__ = ["ARCHITECTURES", "RUN_SOURCES", "register_run_source", "check_config",
            "RunIdentity", "run_identity", "recorded_data", "RunState", "inspect_run",
            "build_model", "checkpoint_file", "read_results", "is_finished", "run_state",
            "load_weights", "LoadedRun", "load_run"]
@@ -107,11 +107,6 @@ def read_results(run_dir: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: no test metrics (expected an object with \"test\": metric -> value); "
                               "delete it and train the run again")
     return results
-
-
-# Keys that change how a trained model is scored, not what it learns: one checkpoint serves all their values
-# (``load_run``; the ablations' test-time rows re-score their base run).
-TEST_TIME_KEYS = ("model.eval_use_local", "model.eval_use_global")
 
 
 def _config_part(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
@@ -317,14 +312,13 @@ def load_run(
         path: run directory or ``.pt`` checkpoint written by the trainer (loaded with ``weights_only``).
         data: prepared data to reuse (default: prepared from the checkpoint's config).
         cfg: the config the caller expects; a checkpoint of another config is refused, naming the keys.
-            Its test-time keys (``model.eval_use_*``) are used, so a test-time ablation can load its base.
         test_protocol: evaluate with this protocol ("fixed" / "all") instead of the checkpoint's.
     """
     ckpt_path = checkpoint_file(path)
     payload = load_checkpoint(ckpt_path, map_location=device)
     saved = _identity_of(payload, ckpt_path)
-    if cfg is not None:  # the same config, test-time keys aside; the data is compared below, once prepared
-        diff = saved.diff(RunIdentity(_config_part(cfg), saved.data), ignore=TEST_TIME_KEYS)
+    if cfg is not None:  # the same config; the data is compared below, once prepared
+        diff = saved.diff(RunIdentity(_config_part(cfg), saved.data))
         if diff:
             raise CheckpointError(f"checkpoint {ckpt_path} was trained with another config "
                                   f"(there vs here: {'; '.join(diff)})")

@@ -108,7 +108,7 @@ def assignments(model, evalset, batch_size: int = 256) -> Assignments:
             enc = model.video_encoder(evalset.videos.index(slice(i, i + batch_size)).to(dev))
             _, a = model.vlad.encode_video(enc.tokens, enc.token_mask, return_assignments=True)
             if a is None:
-                raise ValueError("assignments: this model's video side has no VLAD (sharing='text_only')")
+                raise ValueError("assignments: this model's video side has no VLAD (vlad kind 'text_only')")
             video.append(a.cpu())
             masks.append(enc.token_mask.cpu())
             owner = enc.expert_of_token.cpu()

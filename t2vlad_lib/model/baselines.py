@@ -7,7 +7,7 @@ tokens, D common width; N_t / N_v texts / videos of a gallery.
   the multi-layer transformer over expert tokens of :mod:`t2vlad_lib.model.mmt` gives per-expert video
   embeddings (N_v, E, D); the text [CLS] token gives per-expert text embeddings (GEUs) and expert weights
   (softmax), compared by eq. (4) (:func:`global_similarity`, missing experts renormalised away).
-* ``arch: ce`` - the CE-style global-only model (Liu et al., BMVC 2019): T2VLAD with ``use_local=False,
+* ``arch: ce`` - the CE-style global-only model (Liu et al., BMVC 2019): T2VLAD with ``terms="global",
   text_global_from="cls"`` (GEUs on max-pooled experts, mixture-of-experts weights). No new code: a
   preset in :data:`ARCH_PRESETS`, applied by ``train.build_model``.
 * ``arch: meanpool`` - :class:`MeanPool` (CLIP4Clip's "meanP", Luo et al. 2021): projected tokens of all
@@ -30,15 +30,15 @@ from torch import nn
 from ..core.batch import TextBatch, VideoBatch
 from .alignment import GlobalTextHead, global_similarity, local_similarity
 from .mmt import MMTVideoEncoder
-from .t2vlad import T2VLAD, TextEmbeddings, VideoEmbeddings
+from .t2vlad import T2VLAD, TERMS, TextEmbeddings, VideoEmbeddings
 from .video import validate_video_batch
 
 __all__ = ["ARCHES", "ARCH_PRESETS", "ARCH_KEYS", "BaselineConfig", "MMTStyle", "MeanPool", "text_states"]
 
 ARCHES: tuple[str, ...] = ("t2vlad", "ce", "mmt", "meanpool")
 # model keys fixed by a T2VLAD preset (the CE-style model is T2VLAD without local alignment, Table 4)
-ARCH_PRESETS: dict[str, dict] = {"ce": {"use_local": False, "text_global_from": "cls"}}
-# model keys each baseline reads; the T2VLAD-only keys of a profile (num_clusters, sharing, ...) are
+ARCH_PRESETS: dict[str, dict] = {"ce": {"terms": "global", "text_global_from": "cls"}}
+# model keys each baseline reads; the T2VLAD-only keys of a profile (num_clusters, vlad, ...) are
 # accepted and unused, so ``load_config("tutorial", ["arch=mmt"])`` works.
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "mmt": ("dim", "heads", "dropout", "attention_layers", "text_proj"),
@@ -126,6 +126,12 @@ class _DualBase(nn.Module):
         """(local, global) term in use; fixed per architecture (no train/eval switch)."""
         return self.TERMS
 
+    def _check_terms(self, terms: str | None) -> None:
+        """``similarity(..., terms=...)`` may only name the one term a baseline has."""
+        if terms is not None and TERMS.get(terms) != self.TERMS:
+            raise ValueError(f"{type(self).__name__} has one similarity term, {self.TERMS} (local, global); "
+                             f"got terms={terms!r}")
+
     def forward(self, text: TextBatch, video: VideoBatch) -> torch.Tensor:
         """(B_t, L) captions x (B_v, ...) videos -> (B_t, B_v) similarity matrix."""
         return self.similarity(self.encode_text(text), self.encode_video(video))
@@ -166,8 +172,11 @@ class MMTStyle(_DualBase):
         x, mask, _ = self.video_encoder.tokens(video)
         return self.video_encoder.encoder(x, src_key_padding_mask=~mask) * mask.unsqueeze(-1), mask
 
-    def similarity(self, text: TextEmbeddings, video: VideoEmbeddings) -> torch.Tensor:
-        """(N_t, N_v): eq. (4), sum_e w_e a_e cos(F_e^t, F_e^v) / sum_e w_e a_e."""
+    def similarity(
+        self, text: TextEmbeddings, video: VideoEmbeddings, terms: str | None = None
+    ) -> torch.Tensor:
+        """(N_t, N_v): eq. (4), sum_e w_e a_e cos(F_e^t, F_e^v) / sum_e w_e a_e. terms: None or "global"."""
+        self._check_terms(terms)
         return global_similarity(text.global_feats, text.weights, video.global_feats, video.available)
 
 
@@ -218,6 +227,9 @@ class MeanPool(_DualBase):
             torch.zeros(b, 0, dtype=torch.bool, device=pooled.device),
         )
 
-    def similarity(self, text: TextEmbeddings, video: VideoEmbeddings) -> torch.Tensor:
-        """(N_t, N_v) cosine similarities of the mean-pooled vectors."""
+    def similarity(
+        self, text: TextEmbeddings, video: VideoEmbeddings, terms: str | None = None
+    ) -> torch.Tensor:
+        """(N_t, N_v) cosine similarities of the mean-pooled vectors. terms: None or "local"."""
+        self._check_terms(terms)
         return local_similarity(text.local, video.local)

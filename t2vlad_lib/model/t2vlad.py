@@ -22,25 +22,29 @@ from torch import nn
 from ..core.batch import TextBatch, VideoBatch
 from .alignment import GlobalTextHead, global_similarity, local_similarity
 from .video import VideoEncoder
-from .vlad import CrossModalVLAD
+from .vlad import build_vlad
 
-__all__ = ["ModelConfig", "T2VLAD", "TextEmbeddings", "VideoEmbeddings"]
+__all__ = ["ModelConfig", "TERMS", "T2VLAD", "TextEmbeddings", "VideoEmbeddings"]
+
+
+# the similarity terms a model trains with or is evaluated on -> (use s_local, use s_global)
+TERMS: dict[str, tuple[bool, bool]] = {"both": (True, True), "local": (True, False), "global": (False, True)}
 
 
 @dataclass
 class ModelConfig:
-    """Everything that shapes the model's parameters and its similarity.
+    """Everything that shapes the model's parameters and its similarity. Its values are checked where a
+    config is loaded (``engine.config``, ``ConfigError``); the model only guards against what would crash.
 
     expert_dims: expert name -> D_e (order = E). text_dim: H of the text encoder.
     dim: D (768 in the paper). num_clusters: K (9 MSRVTT/LSMDC, 16 ActivityNet). ghost_clusters: G (1).
     heads, dropout, attention_layers: the video self-attention (4, 0.1, 1 in the paper).
-    sharing: "shared" | "separate" | "text_only" (Table 5). assignment: "batchnorm" | "bias".
-    video_assignment: "detached" (the port: only text gradients train the shared assignment) | "trainable".
-    bn_sharing: "per_modality" (the port) | "shared" (one BatchNorm over text and video logits).
+    vlad: the cross-modal VLAD, ``{"kind": "shared" | "separate" | "text_only", **that kind's options}``
+    (Table 5; :func:`vlad.build_vlad`, e.g. ``{"kind": "shared", "video_assignment": "trainable"}``).
+    assignment: "batchnorm" | "bias" (:class:`NetVLAD`).
     token_norm: L2-normalise each projected expert token before self-attention (the port; not in the paper).
-    use_local / use_global: the similarity terms used in training (Table 4 "global-only training" is
-    use_local=False); eval_use_local / eval_use_global: the terms used at test time, None = as in
-    training (Table 4 "w/o global alignment at test time" is eval_use_global=False).
+    terms: the similarity terms trained with (and used at test unless ``evaluate(..., terms=...)`` says
+    otherwise): "both" | "local" | "global" (:data:`TERMS`; Table 4 "global-only training" is "global").
     text_proj: a Linear(H -> D) on the text tokens (needed when H != D or the encoder is frozen; the
     paper fine-tunes BERT with H = D = 768 and has none).
     text_global_from: input of the global text features and expert weights: "vlad" (the K*D text VLAD
@@ -55,39 +59,12 @@ class ModelConfig:
     heads: int = 4
     dropout: float = 0.1
     attention_layers: int = 1
-    sharing: str = "shared"
+    vlad: dict[str, str] = field(default_factory=lambda: {"kind": "shared"})
     assignment: str = "batchnorm"
-    video_assignment: str = "detached"
-    bn_sharing: str = "per_modality"
     token_norm: bool = True
-    use_local: bool = True
-    use_global: bool = True
-    eval_use_local: bool | None = None
-    eval_use_global: bool | None = None
+    terms: str = "both"
     text_proj: bool = True
     text_global_from: str = "vlad"
-
-    def __post_init__(self) -> None:
-        if self.text_global_from not in ("vlad", "cls"):
-            raise ValueError(
-                f"ModelConfig: text_global_from must be 'vlad' or 'cls', got {self.text_global_from!r}"
-            )
-        if not self.expert_dims:
-            raise ValueError("ModelConfig: expert_dims is empty; give expert name -> feature width")
-        if not (self.use_local or self.use_global):
-            raise ValueError("ModelConfig: use_local and use_global are both False: no similarity left")
-        if self.eval_terms() == (False, False):
-            raise ValueError("ModelConfig: eval_use_local and eval_use_global are both False")
-        if not self.text_proj and self.text_dim != self.dim:
-            raise ValueError(
-                f"ModelConfig: text_proj=False needs text_dim == dim, got {self.text_dim} != {self.dim}"
-            )
-
-    def eval_terms(self) -> tuple[bool, bool]:
-        """(local, global) used at test time."""
-        loc = self.use_local if self.eval_use_local is None else self.eval_use_local
-        glo = self.use_global if self.eval_use_global is None else self.eval_use_global
-        return loc, glo
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +112,13 @@ class T2VLAD(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        if not c.expert_dims:
+            raise ValueError("T2VLAD: config.expert_dims is empty; give expert name -> feature width")
+        if not c.text_proj and c.text_dim != c.dim:
+            raise ValueError(f"T2VLAD: text_proj=False needs text_dim == dim, got {c.text_dim} != {c.dim}")
+        if c.terms not in TERMS or c.text_global_from not in ("vlad", "cls"):
+            raise ValueError(f"T2VLAD: terms {c.terms!r} not in {tuple(TERMS)} or text_global_from "
+                             f"{c.text_global_from!r} not in ('vlad', 'cls')")
         if text_encoder is not None and getattr(text_encoder, "hidden_size", c.text_dim) != c.text_dim:
             raise ValueError(f"text encoder width {text_encoder.hidden_size} != config.text_dim {c.text_dim}")
         self.text_encoder = text_encoder
@@ -142,9 +126,7 @@ class T2VLAD(nn.Module):
         self.video_encoder = VideoEncoder(
             c.expert_dims, c.dim, c.heads, c.dropout, c.attention_layers, c.token_norm
         )
-        self.vlad = CrossModalVLAD(
-            c.dim, c.num_clusters, c.ghost_clusters, c.sharing, c.assignment, c.video_assignment, c.bn_sharing
-        )
+        self.vlad = build_vlad(c.vlad, c.dim, c.num_clusters, c.ghost_clusters, c.assignment)
         global_in = self.vlad.out_dim if c.text_global_from == "vlad" else c.dim
         self.text_global = GlobalTextHead(list(c.expert_dims), global_in, c.dim)
 
@@ -189,12 +171,18 @@ class T2VLAD(nn.Module):
         return VideoEmbeddings(local, enc.global_feats, enc.available)
 
     def terms(self) -> tuple[bool, bool]:
-        """(use local, use global) for the current mode (training or eval)."""
-        return (self.config.use_local, self.config.use_global) if self.training else self.config.eval_terms()
+        """(use local, use global) of the trained terms (``config.terms``)."""
+        return TERMS[self.config.terms]
 
-    def similarity(self, text: TextEmbeddings, video: VideoEmbeddings) -> torch.Tensor:
-        """(N_t, N_v) similarities from embeddings: (s_local + s_global) / 2, or the one term in use."""
-        use_local, use_global = self.terms()
+    def similarity(
+        self, text: TextEmbeddings, video: VideoEmbeddings, terms: str | None = None
+    ) -> torch.Tensor:
+        """(N_t, N_v) similarities from embeddings: (s_local + s_global) / 2, or the one term in use.
+
+        terms: "both" | "local" | "global" at test time (Table 4 "w/o global alignment at test time" is
+        "local"); None = the trained terms.
+        """
+        use_local, use_global = TERMS[terms] if terms is not None else self.terms()
         if not use_global:
             return local_similarity(text.local, video.local)
         s_global = global_similarity(text.global_feats, text.weights, video.global_feats, video.available)

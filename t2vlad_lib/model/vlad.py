@@ -6,8 +6,9 @@ G ghost clusters.
 - :func:`vlad` is classic VLAD: hard assignment to k-means centers, residual sums, intra-norm, L2.
 - :class:`NetVLAD` is the trainable version: soft assignment over K+G clusters (eq. 1), residuals to a
   second, decoupled set of centers c' (eq. 2), ghost clusters dropped after the softmax.
-- :class:`CrossModalVLAD` aggregates text and video tokens with shared (or separate) centers; its
-  ``sharing`` modes are the rows of the paper's Table 5.
+- :class:`CrossModalVLAD` aggregates text and video tokens with shared (or separate) centers; its kinds
+  (:data:`VLAD_KINDS`: :class:`SharedVLAD`, :class:`SeparateVLAD`, :class:`TextOnlyVLAD`) are the rows of the
+  paper's Table 5.
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["kmeans", "vlad", "NetVLAD", "CrossModalVLAD", "SHARING_MODES", "VIDEO_ASSIGNMENTS", "BN_SHARING",
-           "masked_max"]
-
-SHARING_MODES = ("shared", "separate", "text_only")
-VIDEO_ASSIGNMENTS = ("detached", "trainable")  # shared mode: may video gradients train the assignment?
-BN_SHARING = ("per_modality", "shared")  # shared mode with BatchNorm: one BN per modality, or one for both
+__all__ = ["kmeans", "vlad", "NetVLAD", "CrossModalVLAD", "SharedVLAD", "SeparateVLAD", "TextOnlyVLAD",
+           "VLAD_KINDS", "build_vlad", "masked_max"]
 
 
 def _check_tokens(x: torch.Tensor, mask: torch.Tensor | None, dim: int, who: str) -> torch.Tensor:
@@ -205,54 +202,26 @@ class NetVLAD(nn.Module):
         return (out, soft) if return_assignments else out
 
 
+_Out = torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]  # (B, K*D) [, (B, N, K) assignments or None]
+
+
 class CrossModalVLAD(nn.Module):
     """T2VLAD's local alignment: text and video tokens aggregated over the same K centers (eq. 3).
 
-    ``sharing`` selects a row of the paper's Table 5:
-
-    - ``"shared"``: the port's scheme. One set of assignment weights c and residual centers c'; the
-      video branch uses c detached (only text gradients train c), c' is trained by both branches, and
-      each modality has its own BatchNorm. The paper itself only says "shared centers".
-      ``video_assignment="trainable"`` lets video gradients reach c too; ``bn_sharing="shared"`` uses the
-      text BatchNorm for both modalities (its statistics then mix text and video logits).
-    - ``"separate"``: two independent NetVLADs ("two separate VLAD").
-    - ``"text_only"``: a text NetVLAD; the video is max-pooled over tokens, projected to K*D and
-      intra-normalised like a VLAD vector, so s_local stays a mean of K per-block cosines.
+    The base holds the text NetVLAD; each row of the paper's Table 5 is a subclass, registered by its name in
+    :data:`VLAD_KINDS`, that adds the video side and takes only its own options (``OPTIONS``: option ->
+    choices, the first the default). Build one from a config with :func:`build_vlad`.
 
     Args:
         dim: D. num_clusters: K. ghost_clusters: G. assignment: see :class:`NetVLAD`.
-        video_assignment: ``"detached"`` (the port) or ``"trainable"`` (shared mode only).
-        bn_sharing: ``"per_modality"`` (the port) or ``"shared"`` (shared mode with BatchNorm only).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_clusters: int,
-        ghost_clusters: int = 1,
-        sharing: str = "shared",
-        assignment: str = "batchnorm",
-        video_assignment: str = "detached",
-        bn_sharing: str = "per_modality",
-    ):
+    kind = ""
+    OPTIONS: dict[str, tuple[str, ...]] = {}
+
+    def __init__(self, dim: int, num_clusters: int, ghost_clusters: int = 1, assignment: str = "batchnorm"):
         super().__init__()
-        if sharing not in SHARING_MODES:
-            raise ValueError(f"CrossModalVLAD: sharing must be one of {SHARING_MODES}, got {sharing!r}")
-        if video_assignment not in VIDEO_ASSIGNMENTS or bn_sharing not in BN_SHARING:
-            raise ValueError(f"CrossModalVLAD: video_assignment in {VIDEO_ASSIGNMENTS} and bn_sharing in "
-                             f"{BN_SHARING}, got {video_assignment!r}, {bn_sharing!r}")
-        self.sharing = sharing
-        self.detach_video = video_assignment == "detached"
         self.text_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
-        self.video_vlad: NetVLAD | None = None
-        self.video_bn: nn.Module | None = None
-        self.video_proj: nn.Linear | None = None
-        if sharing == "shared" and assignment == "batchnorm" and bn_sharing == "per_modality":
-            self.video_bn = nn.BatchNorm1d(num_clusters + ghost_clusters)
-        elif sharing == "separate":
-            self.video_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
-        elif sharing == "text_only":
-            self.video_proj = nn.Linear(dim, num_clusters * dim)
 
     @property
     def out_dim(self) -> int:
@@ -264,21 +233,110 @@ class CrossModalVLAD(nn.Module):
         """(B, L, D) text tokens, (B, L) mask -> (B, K*D) [, (B, L, K) assignments]."""
         return self.text_vlad(x, mask, return_assignments)
 
-    def encode_video(
-        self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(B, M, D) video tokens, (B, M) mask -> (B, K*D) [, (B, M, K) assignments].
+    def encode_video(self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False) -> _Out:
+        """(B, M, D) video tokens, (B, M) mask -> (B, K*D) [, (B, M, K) assignments, None without a video
+        VLAD]."""
+        raise NotImplementedError
 
-        In ``text_only`` mode there are no video assignments; they are returned as None.
-        """
-        if self.sharing == "text_only":
-            assert self.video_proj is not None
-            pooled = self.video_proj(masked_max(x, mask)).view(x.shape[0], self.text_vlad.num_clusters, -1)
-            out = F.normalize(F.normalize(pooled, dim=-1).flatten(1), dim=-1)  # intra-norm as the text side
-            return (out, None) if return_assignments else out
-        if self.sharing == "separate":
-            assert self.video_vlad is not None
-            return self.video_vlad(x, mask, return_assignments)
-        return self.text_vlad(
-            x, mask, return_assignments, bn=self.video_bn, detach_assignment=self.detach_video
-        )
+
+# kind name -> class; a config's ``model.vlad.kind`` picks one (engine.config checks its options at load)
+VLAD_KINDS: dict[str, type[CrossModalVLAD]] = {}
+
+
+def _kind(name: str):
+    def register(cls: type[CrossModalVLAD]) -> type[CrossModalVLAD]:
+        cls.kind = name
+        VLAD_KINDS[name] = cls
+        return cls
+
+    return register
+
+
+@_kind("shared")
+class SharedVLAD(CrossModalVLAD):
+    """The port's scheme: one set of assignment weights c and residual centers c'; the video branch uses c
+    detached (only text gradients train c), c' is trained by both branches, and each modality has its own
+    BatchNorm. The paper itself only says "shared centers".
+
+    video_assignment: "detached" (the port) | "trainable" (video gradients reach c too). bn: "per_modality"
+    (the port) | "shared" (the text BatchNorm for both: its statistics then mix text and video logits; only
+    with ``assignment="batchnorm"``).
+    """
+
+    OPTIONS = {"video_assignment": ("detached", "trainable"), "bn": ("per_modality", "shared")}
+
+    def __init__(
+        self,
+        dim: int,
+        num_clusters: int,
+        ghost_clusters: int = 1,
+        assignment: str = "batchnorm",
+        video_assignment: str = "detached",
+        bn: str = "per_modality",
+    ):
+        super().__init__(dim, num_clusters, ghost_clusters, assignment)
+        _check_options(self, video_assignment=video_assignment, bn=bn)
+        self.detach_video = video_assignment == "detached"
+        if assignment == "batchnorm" and bn == "per_modality":
+            self.video_bn = nn.BatchNorm1d(num_clusters + ghost_clusters)
+        else:
+            self.video_bn = None
+
+    def encode_video(self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False) -> _Out:
+        detach = self.detach_video
+        return self.text_vlad(x, mask, return_assignments, bn=self.video_bn, detach_assignment=detach)
+
+
+@_kind("separate")
+class SeparateVLAD(CrossModalVLAD):
+    """Two independent NetVLADs ("two separate VLAD")."""
+
+    def __init__(self, dim: int, num_clusters: int, ghost_clusters: int = 1, assignment: str = "batchnorm"):
+        super().__init__(dim, num_clusters, ghost_clusters, assignment)
+        self.video_vlad = NetVLAD(dim, num_clusters, ghost_clusters, assignment)
+
+    def encode_video(self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False) -> _Out:
+        return self.video_vlad(x, mask, return_assignments)
+
+
+@_kind("text_only")
+class TextOnlyVLAD(CrossModalVLAD):
+    """A text NetVLAD; the video is max-pooled over tokens, projected to K*D and intra-normalised like a VLAD
+    vector, so s_local stays a mean of K per-block cosines. No video assignments (returned as None)."""
+
+    def __init__(self, dim: int, num_clusters: int, ghost_clusters: int = 1, assignment: str = "batchnorm"):
+        super().__init__(dim, num_clusters, ghost_clusters, assignment)
+        self.video_proj = nn.Linear(dim, num_clusters * dim)
+
+    def encode_video(self, x: torch.Tensor, mask: torch.Tensor, return_assignments: bool = False) -> _Out:
+        pooled = self.video_proj(masked_max(x, mask)).view(x.shape[0], self.text_vlad.num_clusters, -1)
+        out = F.normalize(F.normalize(pooled, dim=-1).flatten(1), dim=-1)  # intra-norm as the text side
+        return (out, None) if return_assignments else out
+
+
+def _check_options(module: CrossModalVLAD, **options: str) -> None:
+    for name, value in options.items():
+        if value not in module.OPTIONS[name]:
+            choices = module.OPTIONS[name]
+            raise ValueError(f"{type(module).__name__}: {name} must be one of {choices}, got {value!r}")
+
+
+def build_vlad(
+    spec: dict[str, str] | str,
+    dim: int,
+    num_clusters: int,
+    ghost_clusters: int = 1,
+    assignment: str = "batchnorm",
+) -> CrossModalVLAD:
+    """The cross-modal VLAD of ``spec``: ``{"kind": "shared", "bn": "shared"}`` (``kind`` defaults to
+    "shared") or a kind name. An option the kind does not take is an error."""
+    spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    kind = spec.pop("kind", "shared")
+    if kind not in VLAD_KINDS:
+        raise ValueError(f"build_vlad: kind must be one of {tuple(VLAD_KINDS)}, got {kind!r}")
+    cls = VLAD_KINDS[kind]
+    extra = sorted(set(spec) - set(cls.OPTIONS))
+    if extra:
+        takes = sorted(cls.OPTIONS) or "no options"
+        raise ValueError(f"build_vlad: kind {kind!r} takes {takes}, got {extra}")
+    return cls(dim, num_clusters, ghost_clusters, assignment, **spec)
