@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from t2vlad_lib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from t2vlad_lib.engine import pipeline
+from t2vlad_lib.engine import config, pipeline
 from t2vlad_lib.engine.config import (
     PROFILES_DIR,
     SELECT_METRICS,
@@ -367,7 +367,8 @@ def test_an_old_profile_file_loads_as_the_new_profile(tmp_path, capsys):
         ),
     ],
 )
-def test_old_combinations_map_to_what_they_did(old, new, note, capsys):
+def test_old_combinations_map_to_what_they_did(old, new, note, capsys, monkeypatch):
+    monkeypatch.setattr(config, "_NOTICES", set())  # the notice is said once per process
     migrated, notes = migrate(old)
     assert migrated == new and note in notes
     assert from_dict(old) == from_dict(new)
@@ -378,6 +379,8 @@ def test_an_old_config_json_and_checkpoint_load(tmp_path, capsys, monkeypatch):
     """A run written before the keys changed: its config.json loads as today's config, a directory holding it
     counts as finished for today's config, resuming accepts it, and ``load_run`` builds the same model."""
     from helpers import small_run
+
+    monkeypatch.setattr(config, "_NOTICES", set())  # the notice is said once per process
 
     from t2vlad_lib.engine.pipeline import prepare
     from t2vlad_lib.engine.runs import build_model, load_run, run_state
@@ -404,6 +407,7 @@ def test_an_old_config_json_and_checkpoint_load(tmp_path, capsys, monkeypatch):
         cfg.run_dir() / "best.pt", {"model": model.state_dict(), "config": old, "data": data.identity()}
     )
     (cfg.run_dir() / "results.json").write_text(json.dumps({"test": {}, "config": old}))
+    config._NOTICES.clear()  # said above for the shipped config: say it again for this run
     capsys.readouterr()
     assert run_state(cfg.run_dir(), cfg) == "finished"
     run = load_run(cfg.run_dir(), data=data, cfg=cfg)

@@ -366,7 +366,7 @@ def test_after_a_digitclips_version_bump_every_path_retrains_or_refuses(tmp_path
     assert inspect_run(run_dir, cfg).diff == (diff,) and run_state(run_dir, cfg) == "other"
     refused = rf"{run_dir} holds a run of another config or data \(there vs here: {diff}\): not training"
     for attempt in (lambda: run_variant("fast", {}, 0, root, extra),  # no stale results.json
-                    lambda: run_variant("fast", {"model.eval_use_global": False}, 0, root, extra),
+                    lambda: run_variant("fast", {"test_terms": "local"}, 0, root, extra),
                     lambda: ensure_trained(cfg, progress=False),
                     lambda: train_or_load(cfg, progress=False)):
         with pytest.raises(RunExistsError, match=refused):
