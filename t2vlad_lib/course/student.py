@@ -22,6 +22,7 @@ import argparse
 import copy
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of notebooks/")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    t0 = time.monotonic()
     try:
         written = write_student_edition(args.out, paths)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n = sum(len(exercises(nbformat.read(p, as_version=4), p.name)) for p in paths)
-    print(f"student edition: {len(written)} notebooks, {n} exercises in the tagged format, in {args.out}")
+    print(f"student edition: {len(written)} notebooks, {n} exercises in the tagged format, in {args.out} "
+          f"({time.monotonic() - t0:.0f} s)")
     return 0
 
 

@@ -35,6 +35,7 @@ LINKED_PAGES = {
     "docs/results/beyond.md": "Beyond T2VLAD on DigitClips (notebook 10)",
     "docs/results/diagnosis.md": "Why do the shared centers not specialise? (notebook 08)",
     "data_samples/README.md": "The shipped data samples",
+    "docs/teaching.md": "Teaching with t2vlad",
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("*An interactive widget: it runs in JupyterLab (`make lab`), not on this page; the notebook "
