@@ -149,18 +149,17 @@ def student_notebook(nb, name: str):
     return nb
 
 
-def write_student_edition(out: Path, notebooks: list[Path]) -> list[Path]:
-    """Write the student edition of ``notebooks`` into ``out`` (emptied first)."""
+def write_student_edition(out: Path, notebooks: list[Path]) -> dict[Path, int]:
+    """Write the student edition of ``notebooks`` into ``out`` (emptied first); return {file: exercises}."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.ipynb"):
         old.unlink()
-    written = []
+    written = {}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        student = student_notebook(nb, path.name)
         dest = out / path.name
-        dest.write_text(nbformat.writes(student, indent=1, ensure_ascii=False) + "\n")
-        written.append(dest)
+        dest.write_text(nbformat.writes(student_notebook(nb, path.name), indent=1, ensure_ascii=False) + "\n")
+        written[dest] = len(exercises(nb, path.name))
     return written
 
 
@@ -177,9 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    n = sum(len(exercises(nbformat.read(p, as_version=4), p.name)) for p in paths)
-    print(f"student edition: {len(written)} notebooks, {n} exercises in the tagged format, in {args.out} "
-          f"({time.monotonic() - t0:.0f} s)")
+    print(f"student edition: {len(written)} notebooks, {sum(written.values())} exercises in the tagged "
+          f"format, in {args.out} ({time.monotonic() - t0:.0f} s)")
     return 0
 
 
