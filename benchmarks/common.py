@@ -18,11 +18,12 @@ import torch
 
 from t2vlad_lib.core.batch import TextBatch, VideoBatch
 from t2vlad_lib.core.utils import times_in_turns
+from t2vlad_lib.data.experts import EXPERT_SHAPES
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
-# Tutorial dims: expert -> (T_e, D_e); M = 32 tokens.
-TUTORIAL_EXPERTS = {"appearance": (10, 64), "motion": (6, 32), "scene": (4, 48), "audio": (12, 32)}
+# Tutorial dims: expert -> (T_e, D_e) of DigitClips, the data the tutorial profile trains on; M = 33 tokens.
+TUTORIAL_EXPERTS: dict[str, tuple[int, int]] = dict(EXPERT_SHAPES)
 # The paper's experts with the released feature widths; T_e chosen so M = 364 (MMT's order of tokens).
 PAPER_EXPERTS = {
     "audio": (60, 128), "speech": (30, 300), "face": (30, 512), "ocr": (30, 300),
@@ -123,6 +124,38 @@ def markdown_table(rows: list[dict], floatfmt: str = ".3g") -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def read_table(name: str, path: Path = RESULTS) -> list[dict[str, float | str | None]]:
+    """The markdown table of section ``name`` of ``path`` (written by :func:`write_section`), one dict per
+    row: numbers as floats, blank cells as None, other cells as strings."""
+    text = path.read_text()
+    found = re.search(rf"<!-- begin {re.escape(name)} -->(.*?)<!-- end {re.escape(name)} -->", text, re.S)
+    if found is None:
+        raise KeyError(f"{path}: no section {name!r} (expected <!-- begin {name} --> ... <!-- end -->)")
+    lines = [ln.strip() for ln in found.group(1).splitlines() if ln.strip().startswith("|")]
+    if len(lines) < 2:
+        raise ValueError(f"{path}: section {name!r} has no markdown table (a header and a --- line)")
+
+    def cell(c: str) -> float | str | None:
+        c = c.strip()
+        if not c:
+            return None
+        try:
+            return float(c)
+        except ValueError:
+            return c
+
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = []
+    for ln in lines[2:]:
+        cells = ln.strip("|").split("|")
+        if len(cells) != len(header):
+            raise ValueError(
+                f"{path}: section {name!r}: row {ln!r} has {len(cells)} cells, the header {len(header)}"
+            )
+        rows.append(dict(zip(header, map(cell, cells), strict=True)))
+    return rows
 
 
 def write_section(name: str, body: str, path: Path = RESULTS) -> None:

@@ -54,8 +54,9 @@ def video_encoding(setting: str = "tutorial", n_videos: int | None = None, batch
     (VideoEncoder + CrossModalVLAD.encode_video, the body of ``model.encode_video``) and with an MMT-style
     encoder of ``mmt_layers`` layers at the same D and tokens; eval mode, no_grad, batches of ``batch_size``.
 
-    setting: ``"tutorial"`` (D=128, 4 experts, M=32, default 1,000 videos) or ``"paper"`` (D=768, 8 experts
-    with the released widths, M=364, default 100 videos). Input validation is off for both encoders.
+    setting: ``"tutorial"`` (D=128, the 4 DigitClips experts, M=33, default 1,000 videos) or ``"paper"``
+    (D=768, 8 experts with the released widths, M=364, default 100 videos). Input validation is off for both
+    encoders.
     """
     settings = {"tutorial": (TUTORIAL_EXPERTS, 128, 1000), "paper": (PAPER_EXPERTS, 768, 100)}
     if setting not in settings:

@@ -52,8 +52,8 @@ def evaluation(quick: bool) -> tuple[dict, str]:
     rows = efficiency.evaluation(sizes, repeats=3)["rows"]
     text = (
         "### 2. Evaluation N x N: encode once + matmul vs the public code's chunked forward\n\n"
-        "Tutorial dims (D=128, K=9, 4 experts, M=32), cached random text states (B, L=24, H=384), no text "
-        "encoder (the port re-runs BERT on every chunk, which would widen the gap). Chunked: "
+        "Tutorial dims (D=128, K=9, the 4 DigitClips experts, M=33), cached random text states (B, L=24, "
+        "H=384), no text encoder (the port re-runs BERT on every chunk, which would widen the gap). Chunked: "
         "`model(text_chunk, video_chunk)` on every 100 x 100 block, so each text and video is encoded N/100 "
         "times. Same matrix checked (atol 1e-5). Medians of 3 interleaved repeats.\n\n" + markdown_table(rows)
     )
