@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import atomic_write_text
-from ..core.utils import time_in_turns
+from ..core.utils import eval_mode, time_in_turns
 from ..engine.config import load_config
 from ..engine.evaluate import encode_videos, query_topk
 from ..engine.runs import load_run, read_results
@@ -111,17 +111,12 @@ def query_seconds(
     included. The models take turns round after round and each gets its median over ``rounds``, so a
     change of machine load affects all of them alike (timing one model after another does not)."""
 
-    modes = {name: model.training for name, (model, _) in models.items()}
-    try:
+    with eval_mode(*(model for model, _ in models.values())):
         calls = {}
         for name, (model, evalset) in models.items():
-            model.eval()
             gallery = encode_videos(model, evalset.videos, batch_size)
             calls[name] = lambda m=model, e=evalset, g=gallery: query_topk(m, e.texts, g, batch_size)
         seconds = time_in_turns(calls, rounds)
-    finally:
-        for name, (model, _) in models.items():
-            model.train(modes[name])
     return {name: seconds[name] / len(evalset.texts) for name, (_, evalset) in models.items()}
 
 
