@@ -220,3 +220,13 @@ def test_a_second_process_cannot_train_into_a_locked_run_dir(tmp_path):
     lock.write_text(gone.stdout.strip())  # a killed run's lock: its process no longer exists
     with run_lock(cfg.run_dir()):
         assert lock.read_text() == str(os.getpid())  # taken over
+
+
+def test_a_loss_term_that_no_extension_registered_is_an_error(monkeypatch):
+    from t2vlad_lib.engine import train as train_module
+
+    monkeypatch.setattr(train_module, "LOSS_TERMS", {})
+    asks = load_config("fast", small_run(**{"distill.weight": 1.0, "distill.teacher": "teacher.pt"}))
+    with pytest.raises(RuntimeError, match=r"^distill.weight > 0, but no extension registered its loss term"):
+        train_module.config_terms(asks, None, torch.device("cpu"))
+    assert train_module.config_terms(load_config("fast", small_run()), None, torch.device("cpu")) == []

@@ -14,7 +14,8 @@ and the rank of every test query (``query_ranks``).
 
 ``cfg.arch`` picks the model (T2VLAD, or a baseline of ``baselines.py``; ``runs.build_model``). Extra loss
 terms come through a hook, ``extra_terms``: callables (sims, text, video) -> scalar added to the ranking
-loss; by default the config's (``cfg.distill.weight > 0``: similarity distillation, ``distill.config_terms``).
+loss; by default those the config asks for, built by the extensions that registered them
+(``register_loss_terms``; e.g. similarity distillation when ``distill.weight > 0``).
 
 A run is never overwritten silently: training into a directory that holds a run needs ``resume=True``
 (continue its ``last.pt``) or ``overwrite=True``, and ``overwrite`` keeps the old run aside until the new
@@ -92,11 +93,14 @@ def register_loss_terms(section: str, builder: Callable[..., list[LossTerm]]) ->
 
 
 def config_terms(cfg: TrainConfig, data: Prepared, device: torch.device) -> list[LossTerm]:
-    """The extra loss terms ``cfg`` asks for (distillation when ``distill.weight > 0``), from the registered
-    builders; a section that asks for terms no imported extension provides is an error, not a silent no-op."""
-    if cfg.distill.weight > 0 and "distill" not in LOSS_TERMS:
+    """The extra loss terms ``cfg`` asks for, from the registered builders. A config section with a positive
+    ``weight`` (``distill.weight``) asks for terms: one that no imported extension provides is an error, not
+    a silent no-op."""
+    asking = [name for name, section in vars(cfg).items() if getattr(section, "weight", 0) > 0]
+    missing = [name for name in asking if name not in LOSS_TERMS]
+    if missing:
         raise RuntimeError(
-            "distill.weight > 0, but no extension registered the distillation term: "
+            f"{missing[0]}.weight > 0, but no extension registered its loss term: "
             "import t2vlad_lib.extensions first (the CLI and the course do)"
         )
     return [term for build in LOSS_TERMS.values() for term in build(cfg, data, device)]
@@ -160,7 +164,7 @@ def train(
             run is set aside (``.overwritten/``) and dropped once the new one has written its first
             ``last.pt``; if training fails before that, or is killed (then at the next ``train`` into the
             directory), it is put back.
-        extra_terms: loss terms added to the ranking loss (default: the config's, ``distill.config_terms``).
+        extra_terms: loss terms added to the ranking loss (default: the config's, :func:`config_terms`).
         callbacks: more ``loop.Callback`` hooks, called after the trainer's own (a test kills a run with one).
 
     Raises :class:`RunExistsError` when the directory holds a run and neither ``resume`` nor ``overwrite``
@@ -312,7 +316,7 @@ def _train(
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             sims = net(text, video)
         loss = loss_fn(sims.float())
-        for term in extra_terms:  # e.g. similarity distillation against a frozen teacher
+        for term in extra_terms:  # e.g. a distillation term against a frozen teacher
             loss = loss + term(sims.float(), text, video)
         return loss
 
