@@ -395,8 +395,8 @@ def train_matching(
     dual = loaded.model.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
     head = MatchingHead(dual.config.dim, recipe.heads, recipe.layers, residual=recipe.residual).to(dev)
-    opt, sched = _head_optimizer(head, recipe, sum(1 for _ in data.epoch_batches(0, cfg.seed + 7,
-                                                                                  cfg.batch_size)))
+    steps = sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))  # per epoch
+    opt, sched = _head_optimizer(head, recipe, steps)
     size = cfg.eval_batch_size
     _, val_sims = evaluate(dual, data.val, size, return_sims=True)
     val_scorer = _Scorer(head, dual, data.val, val_sims, size, dev)
@@ -418,9 +418,11 @@ def train_matching(
     test_order, test_logits = top_candidates(test_sims, test_scorer, min(k_max, test_sims.shape[1]))
     rerank_test = _test_metrics(test_sims, test_order, test_logits, data.test.query_masks)
     reranked = rerank_test(choice.k, choice.weight)
-    per_k = {str(k): {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
-                                                             ("t2v_R1", "t2v_R5", "t2v_R10")}}
-             for k, c in per_k_choice.items() for m in [rerank_test(k, c.weight)]}
+    per_k = {}
+    for k, c in per_k_choice.items():
+        m = rerank_test(k, c.weight)
+        per_k[str(k)] = {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
+                                                                ("t2v_R1", "t2v_R5", "t2v_R10")}}
     median = _seconds_per_query(dual, data.test, test_scorer, test_order, ks, size, timing_rounds)
 
     if out is None:
