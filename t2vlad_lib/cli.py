@@ -57,8 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine.train import train
 
     cfg = _config(args)
-    res = train(cfg, resume=args.resume, progress=not args.quiet, crash_at_step=args.crash_at_step,
-                overwrite=args.overwrite)
+    res = train(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return 0
     print(
@@ -145,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p)
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo, resume=False, crash_at_step=None, overwrite=False, out=None)
+    p.set_defaults(func=cmd_demo, resume=False, overwrite=False, out=None)
 
     p = sub.add_parser(
         "train",
@@ -157,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--crash-at-step", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test (or val) split")

@@ -1,11 +1,14 @@
 """Shared test settings: toy batches for model tests, and the shipped 64-video DigitClips sample with a
 tiny random BERT, so that a training run takes seconds."""
 
+import os
+import signal
 from pathlib import Path
 
 import torch
 
 from t2vlad_lib.core.batch import TextBatch, VideoBatch
+from t2vlad_lib.engine.loop import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "digitclips-sample"
@@ -27,6 +30,18 @@ def small_run(out_dir=None, **extra) -> dict:
         over["out_dir"] = str(out_dir)
     over.update(extra)
     return over
+
+
+class CrashAtStep(Callback):
+    """A trainer callback that SIGKILLs its own process before global step ``step`` (0-based): a run killed
+    mid-epoch, to test the resume."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_start(self, state) -> None:
+        if state.step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 DIMS = {"appearance": 7, "motion": 5, "audio": 4}

@@ -105,3 +105,36 @@ def test_each_layer_imports_alone():
             f"assert not [m for m in sys.modules if m.startswith({above})]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+MAX_FUNCTION_LINES = 80
+# functions allowed to be longer because they are declarative tables (data, not logic): "module:function"
+DECLARATIVE_TABLES: set[str] = set()
+
+
+def _functions(node: ast.AST, prefix: str = ""):
+    """(qualified name, lines from ``def`` to the end, docstring and nested functions included) of every
+    function and method under ``node``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if not isinstance(child, ast.ClassDef):
+                yield prefix + child.name, child.end_lineno - child.lineno + 1
+            yield from _functions(child, f"{prefix}{child.name}.")
+        else:
+            yield from _functions(child, prefix)
+
+
+def _function_lengths() -> dict[str, int]:
+    """"module:qualified name" -> lines, for every function of the library."""
+    return {f"{mod}:{name}": n for mod, path in _modules().items()
+            for name, n in _functions(ast.parse(path.read_text()))}
+
+
+def test_no_function_over_80_lines():
+    lengths = _function_lengths()
+    assert lengths["t2vlad_lib.engine.loop:fit"] < MAX_FUNCTION_LINES  # the walk sees the library
+    long = sorted(f"{name}: {n} lines" for name, n in lengths.items()
+                  if n > MAX_FUNCTION_LINES and name not in DECLARATIVE_TABLES)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them):\n" + "\n".join(long)
+    stale = sorted(n for n in DECLARATIVE_TABLES if lengths.get(n, 0) <= MAX_FUNCTION_LINES)
+    assert not stale, f"DECLARATIVE_TABLES lists functions that are gone or short now: {stale}"

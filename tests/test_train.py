@@ -15,6 +15,7 @@ import torch
 from helpers import small_run
 
 from t2vlad_lib.core.checkpoint import CheckpointError, load_checkpoint
+from t2vlad_lib.core.metrics import METRIC_KEYS, ranks_to_metrics
 from t2vlad_lib.engine.config import load_config
 from t2vlad_lib.engine.train import train
 
@@ -59,14 +60,25 @@ def test_train_writes_logs_selects_on_val_and_reports_test(tmp_path):
     assert set(res.test) >= {"t2v_R1", "v2t_MedR"} and 0 <= res.test["t2v_R1"] <= 100
     saved = json.loads((res.run_dir / "results.json").read_text())
     assert saved["test"] == res.test and saved["config"]["seed"] == 0
+    for side in ("t2v", "v2t"):  # the stored rank of every test query gives back the stored metrics
+        ranks = saved["test_ranks"][side]
+        assert all(r * 2 == int(r * 2) for r in ranks)  # whole, or .5 after tie averaging
+        stored = {k: res.test[f"{side}_{k}"] for k in METRIC_KEYS}
+        assert ranks_to_metrics(ranks) == pytest.approx(stored)
 
 
 def test_resume_after_kill_gives_the_same_result(tmp_path):
     base = ["train", "--profile", "fast", "--quiet", "--set"]
     _cli(base + small(tmp_path / "straight"))
     # 4 steps per epoch: step 6 is in the middle of epoch 2, after epoch 1's last.pt was written
-    killed = _cli(base + small(tmp_path / "crash") + ["--crash-at-step", "6"], check=False)
-    assert killed.returncode != 0
+    script = ("import sys; sys.path.insert(0, 'tests'); from helpers import CrashAtStep, small_run; "
+              "from t2vlad_lib.engine.config import load_config; from t2vlad_lib.engine.train import train; "
+              f"train(load_config('fast', small_run({str(tmp_path / 'crash')!r})), progress=False, "
+              "callbacks=[CrashAtStep(6)])")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                            timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
     assert load_checkpoint(tmp_path / "crash" / "last.pt")["epoch"] == 0
     _cli(base[:-1] + ["--resume", "--set"] + small(tmp_path / "crash"))
     a = json.loads((tmp_path / "straight" / "results.json").read_text())
@@ -208,3 +220,13 @@ def test_a_second_process_cannot_train_into_a_locked_run_dir(tmp_path):
     lock.write_text(gone.stdout.strip())  # a killed run's lock: its process no longer exists
     with run_lock(cfg.run_dir()):
         assert lock.read_text() == str(os.getpid())  # taken over
+
+
+def test_a_loss_term_that_no_extension_registered_is_an_error(monkeypatch):
+    from t2vlad_lib.engine import train as train_module
+
+    monkeypatch.setattr(train_module, "LOSS_TERMS", {})
+    asks = load_config("fast", small_run(**{"distill.weight": 1.0, "distill.teacher": "teacher.pt"}))
+    with pytest.raises(RuntimeError, match=r"^distill.weight > 0, but no extension registered its loss term"):
+        train_module.config_terms(asks, None, torch.device("cpu"))
+    assert train_module.config_terms(load_config("fast", small_run()), None, torch.device("cpu")) == []

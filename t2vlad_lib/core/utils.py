@@ -1,26 +1,39 @@
-"""One of each: seed, device, FAST switch, cache directory, timing in turns. (The figure style is the
-course's: ``course.style``.)"""
+"""One of each: seed, device, environment switches (FAST), cache directory, eval mode, timing in turns. (The
+figure style is the course's: ``course.style``.)"""
 
 from __future__ import annotations
 
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["FAST", "is_fast", "seed_everything", "get_device", "cache_dir",
+__all__ = ["env_flag", "is_fast", "seed_everything", "get_device", "cache_dir", "eval_mode",
            "times_in_turns", "time_in_turns"]
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """The environment variable ``name`` as a switch: 1/true/yes/on or 0/false/no/off (any case), ``default``
+    when unset or empty. Anything else raises ValueError naming the variable: ``T2VLAD_FAST=2`` is a typo,
+    not a silent "off"."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _TRUE + _FALSE:
+        return raw.lower() in _TRUE
+    raise ValueError(f"environment variable {name}={raw!r}: expected 1/0, true/false, yes/no or on/off")
 
 
 def is_fast() -> bool:
-    """True when ``T2VLAD_FAST=1`` (or ``true``/``yes``): notebooks and demos shrink their work."""
-    return os.environ.get("T2VLAD_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
-
-
-FAST: bool = is_fast()
+    """True when ``T2VLAD_FAST=1`` (or true/yes/on, :func:`env_flag`): notebooks and demos do less."""
+    return env_flag("T2VLAD_FAST")
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -56,6 +69,20 @@ def cache_dir() -> str:
     path = os.environ.get("T2VLAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "t2vlad")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode (dropout off, BatchNorm statistics frozen) for the ``with`` block; afterwards, also after an
+    error, each module gets back the train/eval mode it had."""
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
 
 
 def times_in_turns(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import atomic_write_text
-from ..core.utils import time_in_turns
+from ..core.utils import eval_mode, time_in_turns
 from ..engine.config import load_config
 from ..engine.evaluate import encode_videos, query_topk
 from ..engine.runs import load_run, read_results
@@ -111,17 +112,12 @@ def query_seconds(
     included. The models take turns round after round and each gets its median over ``rounds``, so a
     change of machine load affects all of them alike (timing one model after another does not)."""
 
-    modes = {name: model.training for name, (model, _) in models.items()}
-    try:
+    with eval_mode(*(model for model, _ in models.values())):
         calls = {}
         for name, (model, evalset) in models.items():
-            model.eval()
             gallery = encode_videos(model, evalset.videos, batch_size)
             calls[name] = lambda m=model, e=evalset, g=gallery: query_topk(m, e.texts, g, batch_size)
         seconds = time_in_turns(calls, rounds)
-    finally:
-        for name, (model, _) in models.items():
-            model.train(modes[name])
     return {name: seconds[name] / len(evalset.texts) for name, (_, evalset) in models.items()}
 
 
@@ -174,49 +170,12 @@ def compare(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {}  # data per data section (and seed, with caption noise): ablate.shared_data
-    first = seeds[0]
 
     def config(name: str, seed: int):
         return system_config(name, seed, profile, root, extra)
 
-    def needs_model(name: str, seed: int, cfg) -> bool:
-        if seed == first and not (cfg.run_dir() / QUERY_FILE).exists():
-            return True  # its query time and size are measured on its model
-        # a re-ranking head trains on the dual model
-        return SYSTEMS[name].rerank and not recipe.summary_path(cfg.run_dir()).exists()
-
-    def ensure(name: str, seed: int, need_model: bool):
-        cfg, teacher = config(name, seed), SYSTEMS[name].teacher
-        ensure_trained(  # whether the model is needed is asked once a shipped run brought its files
-            cfg, lambda: shared_data(prepared, cfg, progress), progress=progress,
-            need_model=lambda: need_model or needs_model(name, seed, cfg),
-            before_training=None if teacher is None else lambda: ensure(teacher, seed, True),  # its best.pt
-        )
-        return cfg
-
-    cfgs = {(name, seed): ensure(name, seed, False) for seed in seeds for name in names}
-
-    # query times and sizes: measured for the systems whose first-seed run has none stored (query.json), in
-    # turns with the first-seed model of every other system that has one; stored values are kept
-    firsts = {name: cfgs[(name, first)] for name in names}
-    missing = [n for n, c in firsts.items() if not (c.run_dir() / QUERY_FILE).exists()]
-    if missing:
-        lost = [str(firsts[n].run_dir()) for n in missing if not (firsts[n].run_dir() / "best.pt").exists()]
-        if lost:
-            raise RuntimeError(f"compare: no stored query time ({QUERY_FILE}) and no best.pt to measure "
-                               f"it: {lost}")
-        models = {}
-        for name, cfg in ((n, c) for n, c in firsts.items() if (c.run_dir() / "best.pt").exists()):
-            run = load_run(cfg.run_dir(), data=shared_data(prepared, cfg), cfg=cfg, verbose=False)
-            models[name] = (run.model, run.data.test)
-        seconds = query_seconds(models, next(iter(firsts.values())).eval_batch_size)
-        when = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
-                "load_average": round(os.getloadavg()[0], 2)}
-        for name, cfg in ((n, firsts[n]) for n in missing):
-            info = {"params": trainable_parameters(models[name][0]), "query_seconds": seconds[name], **when}
-            atomic_write_text(cfg.run_dir() / QUERY_FILE, json.dumps(info, indent=2))
-    stored = {name: json.loads((cfg.run_dir() / QUERY_FILE).read_text()) for name, cfg in firsts.items()}
-
+    cfgs = _ensure_runs(names, seeds, config, recipe, prepared, progress)
+    stored = _query_files({name: cfgs[(name, seeds[0])] for name in names}, prepared)
     rows = []
     for seed in seeds:
         for name in names:
@@ -233,6 +192,54 @@ def compare(
     table = pd.DataFrame(rows)
     atomic_write_text(root / "systems.csv", table.to_csv(index=False))
     return table
+
+
+def _ensure_runs(names: list[str], seeds, config: Callable[[str, int], Any], recipe: MatchingRecipe,
+                 prepared: dict[str, Any], progress: bool) -> dict[tuple[str, int], Any]:
+    """The config of every (system, seed), its run made sure of (``train.ensure_trained``): a model is
+    needed for the first seed's query time and size (``query.json``) and for a re-ranking head still to
+    train; a distilled student's teacher is made ready (with its model) before the student trains."""
+    first = seeds[0]
+
+    def needs_model(name: str, seed: int, cfg) -> bool:
+        if seed == first and not (cfg.run_dir() / QUERY_FILE).exists():
+            return True  # its query time and size are measured on its model
+        # a re-ranking head trains on the dual model
+        return SYSTEMS[name].rerank and not recipe.summary_path(cfg.run_dir()).exists()
+
+    def ensure(name: str, seed: int, need_model: bool):
+        cfg, teacher = config(name, seed), SYSTEMS[name].teacher
+        ensure_trained(  # whether the model is needed is asked once a shipped run brought its files
+            cfg, lambda: shared_data(prepared, cfg, progress), progress=progress,
+            need_model=lambda: need_model or needs_model(name, seed, cfg),
+            before_training=None if teacher is None else lambda: ensure(teacher, seed, True),  # its best.pt
+        )
+        return cfg
+
+    return {(name, seed): ensure(name, seed, False) for seed in seeds for name in names}
+
+
+def _query_files(firsts: dict[str, Any], prepared: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``query.json`` (parameters, seconds per query) of each system's first-seed run (``firsts``: name ->
+    config): measured for those that have none, in turns with the first-seed model of every other system
+    that has one (stored values are kept), then read."""
+    missing = [n for n, c in firsts.items() if not (c.run_dir() / QUERY_FILE).exists()]
+    if missing:
+        lost = [str(firsts[n].run_dir()) for n in missing if not (firsts[n].run_dir() / "best.pt").exists()]
+        if lost:
+            raise RuntimeError(f"compare: no stored query time ({QUERY_FILE}) and no best.pt to measure "
+                               f"it: {lost}")
+        models = {}
+        for name, cfg in ((n, c) for n, c in firsts.items() if (c.run_dir() / "best.pt").exists()):
+            run = load_run(cfg.run_dir(), data=shared_data(prepared, cfg), cfg=cfg, verbose=False)
+            models[name] = (run.model, run.data.test)
+        seconds = query_seconds(models, next(iter(firsts.values())).eval_batch_size)
+        when = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                "load_average": round(os.getloadavg()[0], 2)}
+        for name, cfg in ((n, firsts[n]) for n in missing):
+            info = {"params": trainable_parameters(models[name][0]), "query_seconds": seconds[name], **when}
+            atomic_write_text(cfg.run_dir() / QUERY_FILE, json.dumps(info, indent=2))
+    return {name: json.loads((cfg.run_dir() / QUERY_FILE).read_text()) for name, cfg in firsts.items()}
 
 
 def _rerank(cfg, row: dict[str, Any], recipe: MatchingRecipe, data) -> dict[str, Any]:

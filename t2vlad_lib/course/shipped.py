@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ..core.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from ..core.utils import env_flag
 from ..engine.config import TrainConfig, from_dict
 from ..engine.evaluate import evaluate
 from ..engine.pipeline import data_identity
@@ -67,8 +68,9 @@ def fingerprint(cfg: TrainConfig | dict[str, Any]) -> str:
 
 
 def retrain() -> bool:
-    """True when ``T2VLAD_RETRAIN=1`` (or true/yes/on): ignore the shipped runs and train everything."""
-    return os.environ.get("T2VLAD_RETRAIN", "0").strip().lower() in {"1", "true", "yes", "on"}
+    """True when ``T2VLAD_RETRAIN=1`` (or true/yes/on, ``utils.env_flag``): ignore the shipped runs and train
+    everything."""
+    return env_flag("T2VLAD_RETRAIN")
 
 
 def manifest(root: str | Path = SHIPPED_DIR) -> dict[str, Any]:

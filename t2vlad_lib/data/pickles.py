@@ -91,6 +91,17 @@ def _nest(items: list, at: int, into: list | None = None) -> list:
     return into
 
 
+def _memo_put(memo: list, index: int, cell: list, at: int) -> None:
+    """Store ``cell`` at memo ``index``: the next one, or one already stored (overwritten); a memo index
+    out of sequence is refused (it would make the C unpickler allocate a memo that large)."""
+    if index == len(memo):
+        memo.append(cell)
+    elif index < len(memo):
+        memo[index] = cell
+    else:
+        raise _Refused(f"refused memo index {index} (byte {at}): {len(memo)} stored so far")
+
+
 def _scan(data, size: int) -> None:
     """Walk the opcodes of a pickle without building anything: a stack of [depth, sealed] cells.
 
@@ -114,12 +125,7 @@ def _scan(data, size: int) -> None:
                 index = len(memo) if kind == _MEMOIZE else data[pos] if n == 1 else from_bytes(
                     data[pos:pos + n], "little")
                 pos += n
-                if index == len(memo):
-                    memo.append(stack[-1])
-                elif index < len(memo):
-                    memo[index] = stack[-1]
-                else:
-                    raise _Refused(f"refused memo index {index} (byte {at}): {len(memo)} stored so far")
+                _memo_put(memo, index, stack[-1], at)
             elif kind == _ATOM_LEN4 or kind == _ATOM_LEN8:
                 width = 4 if kind == _ATOM_LEN4 else 8
                 pos += width + from_bytes(data[pos:pos + width], "little")
@@ -152,12 +158,7 @@ def _scan(data, size: int) -> None:
             elif kind == _PUT or kind == _GET:  # protocol 0: the memo index as a decimal line
                 end = find(b"\n", pos)
                 index, pos = int(data[pos:end] if end >= 0 else b"x"), end + 1
-                if kind == _GET:
-                    push(memo[index])
-                elif index <= len(memo):
-                    memo[index:index + 1] = [stack[-1]]
-                else:
-                    raise _Refused(f"refused memo index {index} (byte {at}): {len(memo)} stored so far")
+                push(memo[index]) if kind == _GET else _memo_put(memo, index, stack[-1], at)
             elif kind == _POP and marks and marks[-1] == len(stack):
                 marks.pop()
             elif kind == _POP:

@@ -15,6 +15,7 @@ import torch
 
 from ..core.batch import TextBatch, VideoBatch
 from ..core.metrics import t2v_metrics, v2t_metrics
+from ..core.utils import eval_mode
 from ..model.t2vlad import T2VLAD, TextEmbeddings, VideoEmbeddings
 
 __all__ = ["EvalSet", "encode_texts", "encode_videos", "similarity_matrix", "query_topk", "retrieval_metrics",
@@ -121,13 +122,9 @@ def evaluate(
     terms: the similarity terms at test time, "both" | "local" | "global" (Table 4's "w/o global alignment
     at test time" is ``terms="local"`` on the full model); None = the terms the model was trained with.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         text = encode_texts(model, data.texts, batch_size)
         video = encode_videos(model, data.videos, batch_size)
         sims = similarity_matrix(model, text, video, terms=terms)
-    finally:
-        model.train(was_training)
     metrics = retrieval_metrics(sims, data.query_masks)
     return (metrics, sims) if return_sims else metrics

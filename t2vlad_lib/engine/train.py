@@ -3,16 +3,19 @@
     from t2vlad_lib.engine.train import train
     result = train(load_config("tutorial"))          # or: python -m t2vlad_lib train --profile tutorial
 
-Each epoch: one random caption per training video (drawn from a generator seeded by (seed, epoch),
-so a resumed run replays the same data), bidirectional ranking loss on the (B, B) similarity matrix,
-gradient clipping, lr x0.9 every 5 epochs. After each epoch: evaluation on the validation split, a
-row in ``history.csv``/``history.json``, ``last.pt`` (atomic) and ``best.pt`` when the validation
-score improved. Model selection uses the validation split only; the test split is evaluated once, with
-the best checkpoint, at the end (the public code selects on the 1k-A test list).
+Each epoch (the generic loop ``loop.fit``): one random caption per training video (drawn from a generator
+seeded by (seed, epoch), so a resumed run replays the same data), bidirectional ranking loss on the (B, B)
+similarity matrix, gradient clipping, lr x0.9 every 5 epochs. After each epoch, as callbacks: evaluation on
+the validation split and ``best.pt`` when the validation score improved (``_Selection``), ``last.pt``
+(atomic, ``_LastCheckpoint``), a row in ``history.csv``/``history.json`` and the printed line (``_Log``).
+Model selection uses the validation split only; the test split is evaluated once, with the best
+checkpoint, at the end (the public code selects on the 1k-A test list); ``results.json`` keeps its metrics
+and the rank of every test query (``query_ranks``).
 
 ``cfg.arch`` picks the model (T2VLAD, or a baseline of ``baselines.py``; ``runs.build_model``). Extra loss
 terms come through a hook, ``extra_terms``: callables (sims, text, video) -> scalar added to the ranking
-loss; by default the config's (``cfg.distill.weight > 0``: similarity distillation, ``distill.config_terms``).
+loss; by default those the config asks for, built by the extensions that registered them
+(``register_loss_terms``; e.g. similarity distillation when ``distill.weight > 0``).
 
 A run is never overwritten silently: training into a directory that holds a run needs ``resume=True``
 (continue its ``last.pt``) or ``overwrite=True``, and ``overwrite`` keeps the old run aside until the new
@@ -28,7 +31,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -51,11 +53,13 @@ from ..core.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ..core.utils import get_device, seed_everything
+from ..core.metrics import t2v_ranks, v2t_ranks
+from ..core.utils import eval_mode, get_device, seed_everything
 from ..model.losses import make_ranking_loss
-from ..model.optim import make_optimizer, make_scheduler, optimizer_step
+from ..model.optim import make_optimizer, make_scheduler
 from .config import TrainConfig
 from .evaluate import evaluate
+from .loop import Callback, FitState, fit
 from .pipeline import Prepared, data_identity, prepare
 from .runs import (
     RUN_SOURCES,
@@ -70,7 +74,7 @@ from .runs import (
 
 __all__ = ["train", "register_loss_terms", "config_terms",
            "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
-           "RunExistsError", "build_model", "assignment_stats"]
+           "RunExistsError", "build_model", "assignment_stats", "query_ranks"]
 
 # An extra loss term: (sims (B_t, B_v), text, video) -> scalar, added to the ranking loss.
 LossTerm = Callable[[torch.Tensor, TextBatch, VideoBatch], torch.Tensor]
@@ -89,11 +93,14 @@ def register_loss_terms(section: str, builder: Callable[..., list[LossTerm]]) ->
 
 
 def config_terms(cfg: TrainConfig, data: Prepared, device: torch.device) -> list[LossTerm]:
-    """The extra loss terms ``cfg`` asks for (distillation when ``distill.weight > 0``), from the registered
-    builders; a section that asks for terms no imported extension provides is an error, not a silent no-op."""
-    if cfg.distill.weight > 0 and "distill" not in LOSS_TERMS:
+    """The extra loss terms ``cfg`` asks for, from the registered builders. A config section with a positive
+    ``weight`` (``distill.weight``) asks for terms: one that no imported extension provides is an error, not
+    a silent no-op."""
+    asking = [name for name, section in vars(cfg).items() if getattr(section, "weight", 0) > 0]
+    missing = [name for name in asking if name not in LOSS_TERMS]
+    if missing:
         raise RuntimeError(
-            "distill.weight > 0, but no extension registered the distillation term: "
+            f"{missing[0]}.weight > 0, but no extension registered its loss term: "
             "import t2vlad_lib.extensions first (the CLI and the course do)"
         )
     return [term for build in LOSS_TERMS.values() for term in build(cfg, data, device)]
@@ -140,10 +147,10 @@ def train(
     cfg: TrainConfig,
     resume: bool = False,
     progress: bool = True,
-    crash_at_step: int | None = None,
     data: Prepared | None = None,
     overwrite: bool = False,
     extra_terms: Sequence[LossTerm] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train a config end to end and evaluate the best (validation) checkpoint on the test split.
 
@@ -152,19 +159,19 @@ def train(
         resume: continue from ``<run_dir>/last.pt`` (refused if it is missing or its config or data differ;
             ``epochs`` may grow, not shrink; a finished run with nothing left to train is returned as stored).
         progress: show a tqdm bar with the loss and speed.
-        crash_at_step: testing aid: SIGKILL this process at that global step (to test resume).
         data: prepared data to reuse across runs (ablations); built from ``cfg`` when None.
         overwrite: replace a run already in the directory (its checkpoints, history and results). The old
             run is set aside (``.overwritten/``) and dropped once the new one has written its first
             ``last.pt``; if training fails before that, or is killed (then at the next ``train`` into the
             directory), it is put back.
-        extra_terms: loss terms added to the ranking loss (default: the config's, ``distill.config_terms``).
+        extra_terms: loss terms added to the ranking loss (default: the config's, :func:`config_terms`).
+        callbacks: more ``loop.Callback`` hooks, called after the trainer's own (a test kills a run with one).
 
     Raises :class:`RunExistsError` when the directory holds a run and neither ``resume`` nor ``overwrite``
     is set, and ``checkpoint.RunLockError`` when another live process trains into it.
     """
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the run directory and holds its lock
-        return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
+        return _train(cfg, resume, progress, data, extra_terms, callbacks)
     run_dir = cfg.run_dir()
     with run_lock(run_dir):
         _tidy(run_dir)
@@ -173,7 +180,7 @@ def train(
             return stored
         replace = overwrite and not resume and any((run_dir / n).exists() for n in RUN_FILES)
         with _set_aside(run_dir) if replace else nullcontext():
-            return _train(cfg, resume, progress, crash_at_step, data, extra_terms)
+            return _train(cfg, resume, progress, data, extra_terms, callbacks)
 
 
 def _check_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> TrainResult | None:
@@ -271,17 +278,13 @@ def _train(
     cfg: TrainConfig,
     resume: bool,
     progress: bool,
-    crash_at_step: int | None,
     data: Prepared | None,
     extra_terms: Sequence[LossTerm] | None,
-):
+    callbacks: Sequence[Callback],
+) -> TrainResult:
+    """The dual encoder's pieces for ``loop.fit``, its callbacks, then the test evaluation (rank 0)."""
     t0 = time.time()
-    device = get_device(cfg.device)
-    distributed = _maybe_init_distributed(device)
-    rank, world = _dist_info()
-    if device.type == "cuda" and distributed:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
+    device, distributed, rank, world = _devices(cfg)
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=rank == 0)
     seed_everything(cfg.seed)
@@ -297,22 +300,8 @@ def _train(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run_dir = cfg.run_dir()
-    start_epoch, step, best, best_epoch, history = 0, 0, -math.inf, -1, []
-    if resume:
-        ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-        check_config(run_dir / "last.pt", ckpt["config"], cfg.to_dict(), allow=("epochs",))
-        load_weights(model, ckpt["model"], run_dir / "last.pt", cfg)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt.get("scaler", {}))
-        set_rng_state(ckpt["rng"])
-        start_epoch, step, best, best_epoch = (
-            ckpt["epoch"] + 1,
-            ckpt["step"],
-            ckpt["best"],
-            ckpt["best_epoch"],
-        )
-        history = ckpt["history"]
+    selection = _Selection(cfg, data)
+    start = _resume(cfg, model, optimizer, scheduler, scaler, selection, device) if resume else (0, 0, [])
     net: nn.Module = model
     if distributed:
         net = nn.parallel.DistributedDataParallel(
@@ -321,101 +310,173 @@ def _train(
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    steps_per_epoch = max(1, (data.num_train // world) // cfg.batch_size)
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        bar = tqdm(
-            data.epoch_batches(epoch, cfg.seed, cfg.batch_size, rank, world),
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not progress or rank != 0,
-            leave=False,
-        )
-        losses, t_epoch = [], time.time()
-        for text, video in bar:
-            if crash_at_step is not None and step == crash_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)
-            text, video = text.to(device), video.to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                sims = net(text, video)
-            loss = loss_fn(sims.float())
-            for term in extra_terms:  # e.g. similarity distillation against a frozen teacher
-                loss = loss + term(sims.float(), text, video)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            optimizer_step(optimizer, scaler, model, cfg.optim.grad_clip)
-            losses.append(loss.item())
-            step += 1
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
-        scheduler.step()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": lr,
-            "train_loss": sum(losses) / max(1, len(losses)),
-            "epoch_seconds": time.time() - t_epoch,
-        }
-        if rank == 0 and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            val = evaluate(model, data.val or data.test, cfg.eval_batch_size) if data.val is not None else {}
-            row.update({f"val_{k}": v for k, v in val.items()})
-            row.update(assignment_stats(model, data))
-            score = val.get(cfg.select_metric, -math.inf)
-            if score > best or best_epoch < 0:
-                best, best_epoch = score, epoch + 1
-                save_checkpoint(
-                    run_dir / "best.pt",
-                    {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch, "val": val,
-                     "data": data.identity()},
-                )
-        history.append(row)
-        if rank == 0:
-            save_checkpoint(
-                run_dir / "last.pt",
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(),
-                    "config": cfg.to_dict(),
-                    "data": data.identity(),
-                    "epoch": epoch,
-                    "step": step,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                },
-            )
-            _write_history(run_dir, history)
-            if progress:
-                _print_row(row, cfg.select_metric)
-        if distributed:
-            dist.barrier()
-    result = TrainResult(run_dir, best_epoch, {}, {}, history)
+
+    def step_loss(batch: tuple[TextBatch, VideoBatch]) -> torch.Tensor:
+        text, video = batch[0].to(device), batch[1].to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            sims = net(text, video)
+        loss = loss_fn(sims.float())
+        for term in extra_terms:  # e.g. a distillation term against a frozen teacher
+            loss = loss + term(sims.float(), text, video)
+        return loss
+
+    steps = max(1, (data.num_train // world) // cfg.batch_size)
+    ours: list[Callback] = [_Progress(steps, progress and rank == 0)]
     if rank == 0:
-        best_ckpt = load_checkpoint(run_dir / "best.pt", map_location=device)
-        load_weights(model, best_ckpt["model"], run_dir / "best.pt", cfg)
-        result.val = best_ckpt.get("val", {})
-        result.test = evaluate(model, data.test, cfg.eval_batch_size)
-        result.seconds = time.time() - t0
-        atomic_write_text(
-            run_dir / "results.json",
-            json.dumps(
-                {
-                    "best_epoch": best_epoch,
-                    "val": result.val,
-                    "test": result.test,
-                    "seconds": result.seconds,
-                    "config": cfg.to_dict(),
-                },
-                indent=2,
-            )
-        )
+        ours += [selection, _LastCheckpoint(cfg, data, selection), _Log(run_dir, cfg.select_metric, progress)]
+    if distributed:
+        ours.append(_Barrier())
+    state = fit(model, optimizer, lambda e: data.epoch_batches(e, cfg.seed, cfg.batch_size, rank, world),
+                step_loss, cfg.epochs, scheduler=scheduler, scaler=scaler, grad_clip=cfg.optim.grad_clip,
+                callbacks=[*ours, *callbacks], start_epoch=start[0], step=start[1], history=start[2])
+    result = TrainResult(run_dir, selection.best_epoch, {}, {}, state.history)
+    if rank == 0:
+        _test(cfg, model, data, device, result, t0)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def _devices(cfg: TrainConfig) -> tuple[torch.device, bool, int, int]:
+    """(device, distributed, rank, world size); under torchrun, the process group joined (and on CUDA the
+    process's own GPU, ``LOCAL_RANK``)."""
+    device = get_device(cfg.device)
+    distributed = _maybe_init_distributed(device)
+    rank, world = _dist_info()
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device, distributed, rank, world
+
+
+def _resume(cfg: TrainConfig, model, optimizer, scheduler, scaler, selection: _Selection,
+            device: torch.device) -> tuple[int, int, list[dict[str, Any]]]:
+    """Restore ``last.pt`` (weights, optimiser, scheduler, scaler, RNG, best so far) -> (the epoch to start
+    at, the step count, the history)."""
+    path = cfg.run_dir() / "last.pt"
+    ckpt = load_checkpoint(path, map_location=device)
+    check_config(path, ckpt["config"], cfg.to_dict(), allow=("epochs",))
+    load_weights(model, ckpt["model"], path, cfg)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt.get("scaler", {}))
+    set_rng_state(ckpt["rng"])
+    selection.best, selection.best_epoch = ckpt["best"], ckpt["best_epoch"]
+    return ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
+
+
+class _Progress(Callback):
+    """A tqdm bar per epoch with the step loss."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self.bar = tqdm(total=self.total, desc=f"epoch {state.epoch + 1}/{state.epochs}",
+                        disable=not self.enabled, leave=False)
+
+    def on_step_end(self, state: FitState) -> None:
+        self.bar.update()
+        self.bar.set_postfix(loss=f"{state.losses[-1]:.4f}")
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.bar.close()
+
+
+class _Selection(Callback):
+    """Model selection on the validation split only: after every ``eval_every`` epochs and the last, the
+    validation metrics and :func:`assignment_stats` join the epoch's row, and ``best.pt`` is written when
+    ``select_metric`` improved (the first maximum wins; without a validation split, the first evaluated
+    epoch). The public code selects on the 1k-A test list."""
+
+    def __init__(self, cfg: TrainConfig, data: Prepared):
+        self.cfg, self.data, self.best, self.best_epoch = cfg, data, -math.inf, -1
+
+    def on_epoch_end(self, state: FitState) -> None:
+        cfg, data, epoch = self.cfg, self.data, state.epoch + 1
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            return
+        val = evaluate(state.model, data.val, cfg.eval_batch_size) if data.val is not None else {}
+        state.row.update({f"val_{k}": v for k, v in val.items()})
+        state.row.update(assignment_stats(state.model, data))
+        score = val.get(cfg.select_metric, -math.inf)
+        if score > self.best or self.best_epoch < 0:
+            self.best, self.best_epoch = score, epoch
+            save_checkpoint(cfg.run_dir() / "best.pt", {
+                "model": state.model.state_dict(), "config": cfg.to_dict(),
+                "epoch": state.epoch, "val": val, "data": data.identity(),
+            })
+
+
+class _LastCheckpoint(Callback):
+    """``last.pt`` after every epoch, atomically: everything an exact resume needs (weights, optimiser,
+    scheduler, scaler, RNG states, counters, the best so far, the history)."""
+
+    def __init__(self, cfg: TrainConfig, data: Prepared, selection: _Selection):
+        self.cfg, self.data, self.selection = cfg, data, selection
+
+    def on_epoch_end(self, state: FitState) -> None:
+        save_checkpoint(self.cfg.run_dir() / "last.pt", {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "scaler": state.scaler.state_dict(),
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "data": self.data.identity(),
+            "epoch": state.epoch,
+            "step": state.step,
+            "best": self.selection.best,
+            "best_epoch": self.selection.best_epoch,
+            "history": state.history,
+        })
+
+
+class _Log(Callback):
+    """``history.csv`` / ``history.json`` after every epoch, and the epoch's line when ``progress``."""
+
+    def __init__(self, run_dir: Path, metric: str, progress: bool):
+        self.run_dir, self.metric, self.progress = run_dir, metric, progress
+
+    def on_epoch_end(self, state: FitState) -> None:
+        _write_history(self.run_dir, state.history)
+        if self.progress:
+            _print_row(state.row, self.metric)
+
+
+class _Barrier(Callback):
+    """DDP: every rank waits at the end of an epoch until rank 0 has evaluated and written."""
+
+    def on_epoch_end(self, state: FitState) -> None:
+        dist.barrier()
+
+
+def _test(cfg: TrainConfig, model: nn.Module, data: Prepared, device: torch.device, result: TrainResult,
+          t0: float) -> None:
+    """Evaluate the best checkpoint on the test split once; fill ``result`` and write ``results.json``,
+    with the per-query test ranks (:func:`query_ranks`)."""
+    run_dir = cfg.run_dir()
+    best = load_checkpoint(run_dir / "best.pt", map_location=device)
+    load_weights(model, best["model"], run_dir / "best.pt", cfg)
+    result.val = best.get("val", {})
+    result.test, sims = evaluate(model, data.test, cfg.eval_batch_size, return_sims=True)
+    result.seconds = time.time() - t0
+    results = {"best_epoch": result.best_epoch, "val": result.val, "test": result.test,
+               "seconds": result.seconds, "config": cfg.to_dict(),
+               "test_ranks": query_ranks(sims, data.test.query_masks)}
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
+
+
+def query_ranks(sims: torch.Tensor, query_masks: torch.Tensor) -> dict[str, list[float]]:
+    """The 0-based, tie-averaged rank of each test query, ``{"t2v": [N_t], "v2t": [N_v]}``
+    (``metrics.t2v_ranks`` / ``v2t_ranks``), from the (N_t, N_v) matrix of the real captions and the
+    (N_v, C) query masks; rounded to 0.1 (exact: ties give .5) to keep ``results.json`` small."""
+    n_v, caps = query_masks.shape
+    full = torch.full((n_v * caps, sims.shape[1]), float("nan"), dtype=sims.dtype)  # metrics' layout
+    full[query_masks.reshape(-1)] = sims
+    return {side: [round(float(r), 1) for r in ranks(full, query_masks)]
+            for side, ranks in (("t2v", t2v_ranks), ("v2t", v2t_ranks))}
 
 
 @torch.no_grad()
@@ -427,15 +488,11 @@ def assignment_stats(model, data, max_items: int = 512) -> dict[str, Any]:
         return {}
     evalset = data.val or data.test
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         tokens, tmask = model.text_tokens(evalset.texts.index(slice(0, max_items)).to(dev))
         _, ta = model.vlad.encode_text(tokens, tmask, return_assignments=True)
         enc = model.video_encoder(evalset.videos.index(slice(0, max_items)).to(dev))
         _, va = model.vlad.encode_video(enc.tokens, enc.token_mask, return_assignments=True)
-    finally:
-        model.train(was_training)
     out: dict[str, Any] = {}
     for side, a, m in (("text", ta, tmask), ("video", va, enc.token_mask)):
         if a is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ from torch import Tensor, nn
 
 from ..core.batch import TextBatch, VideoBatch
 from ..core.checkpoint import atomic_write_text, save_checkpoint
-from ..core.utils import seed_everything, time_in_turns
+from ..core.utils import eval_mode, seed_everything, time_in_turns
 from ..engine.evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
+from ..engine.loop import Callback, FitState, fit
 from ..engine.pipeline import prepare
 from ..engine.runs import load_run
 from .rerank import rerank_scored, select_rerank, top_candidates
@@ -383,7 +384,6 @@ def train_matching(
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
             dual's); its summary goes to the same name with ``.json``.
     """
-
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
     if data.val is None:
@@ -392,92 +392,19 @@ def train_matching(
     # the dual encoder is frozen here; a fine-tuned text encoder is the model's own copy (build_model),
     # so freezing it leaves the one inside ``data`` untouched
     loaded = load_run(dual_checkpoint, data=data)
-    ckpt, dual = loaded.payload, loaded.model
-    dual.eval().requires_grad_(False)
+    dual = loaded.model.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
     head = MatchingHead(dual.config.dim, recipe.heads, recipe.layers, residual=recipe.residual).to(dev)
-    scale = [p for n, p in head.named_parameters() if n == "dual_scale"]
-    rest = [p for n, p in head.named_parameters() if n != "dual_scale"]
-    # the residual's one scalar scale moves at 20x the lr (Adam steps are ~lr in size: at 5e-4 it could
-    # move by only ~0.3 in a whole run), without weight decay
-    opt = torch.optim.AdamW([{"params": rest}, {"params": scale, "lr": 20 * recipe.lr, "weight_decay": 0.0}],
-                            lr=recipe.lr, weight_decay=1e-4)
-    steps = recipe.epochs * sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
-    )
+    steps = sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))  # per epoch
+    opt, sched = _head_optimizer(head, recipe, steps)
     size = cfg.eval_batch_size
-
-    # validation: the dual order, the head's tokens, and the fixed subset of the learning curve
     _, val_sims = evaluate(dual, data.val, size, return_sims=True)
     val_scorer = _Scorer(head, dual, data.val, val_sims, size, dev)
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    val_truth = data.val.query_masks.nonzero()[:, 0]  # the video of each validation caption
-    subset = torch.randperm(len(val_truth), generator=gen)[:curve_queries].sort().values
-    sub_sims, sub_truth = val_sims[subset], val_truth[subset]
-    sub_order = sub_sims.argsort(dim=1, descending=True, stable=True)
-    k_curve = min(10, sub_sims.shape[1])
-    dual_r1 = 100.0 * float((sub_order[:, 0] == sub_truth).float().mean())
-
-    def head_r1() -> float:
-        head.eval()
-        logits = val_scorer(subset.repeat_interleave(k_curve), sub_order[:, :k_curve].flatten())
-        _, order = rerank_scored(sub_sims, sub_order, logits.view(-1, k_curve), k_curve, 1.0)
-        return 100.0 * float((order[:, 0] == sub_truth).float().mean())
-
-    if recipe.pool == "gallery":  # the frozen dual encoder scores the whole training split once
-        pool = data.train_eval_set()
-        t_table = _tokens(lambda b: text_side(dual, b), pool.texts, size, dev)
-        v_table = _tokens(lambda b: video_side(dual, b), pool.videos, size, dev)
-        _, pool_sims = evaluate(dual, pool, size, return_sims=True)  # (N_captions, N_videos)
-        caption_video = pool.query_masks.nonzero()[:, 0]  # the video of each training caption
-
-    def batches(epoch: int):
-        """Per step: the four token tables and their dual similarities, the positive pairs (caption c[i],
-        video v[i]), the caption ->
-        video similarities of each c[i] and the video -> caption ones of each v[i], with their positives."""
-        if recipe.pool == "batch":
-            for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
-                text, video = text.to(dev), video.to(dev)
-                with torch.no_grad():
-                    (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
-                    sims = dual.similarity(dual.encode_text(text), dual.encode_video(video)).cpu()  # (B, B)
-                diag = torch.arange(len(sims))
-                yield (tt, tm, vt, vm), sims, diag, diag, sims, diag, sims.T, diag
-            return
-        order = torch.randperm(len(data.train), generator=gen)
-        for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            v = order[start : start + cfg.batch_size]
-            c = torch.tensor([caps[int(torch.randint(len(caps), (), generator=gen))]
-                              for caps in (data.train.video_captions[i] for i in v.tolist())])
-            own = caption_video[None, :] == v[:, None]  # (B, N_captions): each video's own captions
-            yield (*t_table, *v_table), pool_sims, c, v, pool_sims[c], v, pool_sims[:, v].T, own
-
-    curve, t_train = [], 0.0
-    for epoch in range(recipe.epochs):
-        t0 = time.perf_counter()
-        head.train()
-        run = []
-        for (tt, tm, vt, vm), table, c, v, t2v, t2v_pos, v2t, v2t_pos in batches(epoch):
-            neg_v = draw_negatives(t2v, t2v_pos, recipe, gen)  # (B, n): videos for each caption
-            neg_t = draw_negatives(v2t, v2t_pos, recipe, gen)  # (B, n): captions for each video
-            n, b = neg_v.shape[1], len(c)
-            ti = torch.cat([c, c.repeat_interleave(n), neg_t.flatten()]).to(dev)
-            vi = torch.cat([v, neg_v.flatten(), v.repeat_interleave(n)]).to(dev)
-            logits = pair_logits(head, tt, tm, vt, vm, ti, vi, dual=table.to(dev)[ti, vi])
-            loss = matching_loss(logits[:b], logits[b:])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            run.append(loss.item())
-        t_train += time.perf_counter() - t0
-        curve.append({"epoch": epoch + 1, "train_bce": sum(run) / max(1, len(run)),
-                      "val_head_R1": head_r1(), "val_dual_R1": dual_r1})
-        if progress:
-            row = curve[-1]
-            print(f"matching epoch {epoch + 1}/{recipe.epochs}  bce {row['train_bce']:.4f}  val R@1 head "
-                  f"alone {row['val_head_R1']:.1f} (dual {dual_r1:.1f})")
+    curve = _LearningCurve(val_scorer, val_sims, data.val.query_masks, curve_queries, gen, progress)
+    batches = _pair_batches(dual, data, cfg, recipe.pool, gen, dev)
+    state = fit(head, opt, batches, _pair_loss(head, recipe, gen, dev), recipe.epochs,
+                callbacks=[_EveryStep(sched.step), curve])
     head.eval()
 
     # choose k and w on validation (every query), then apply them to the test split
@@ -486,47 +413,168 @@ def train_matching(
     choice = select_rerank(val_sims, val_order, val_logits, data.val.query_masks, ks, weights)
     per_k_choice = {k: select_rerank(val_sims, val_order, val_logits, data.val.query_masks, [k], weights)
                     for k in ks}
-    test = data.test
-    dual_metrics, test_sims = evaluate(dual, test, size, return_sims=True)
-    test_scorer = _Scorer(head, dual, test, test_sims, size, dev)
+    dual_metrics, test_sims = evaluate(dual, data.test, size, return_sims=True)
+    test_scorer = _Scorer(head, dual, data.test, test_sims, size, dev)
     test_order, test_logits = top_candidates(test_sims, test_scorer, min(k_max, test_sims.shape[1]))
-
-    def test_metrics(k: int, w: float) -> dict[str, float]:
-        scores, _ = rerank_scored(test_sims, test_order, test_logits, k, w)
-        return _t2v(retrieval_metrics(scores, test.query_masks))
-
-    reranked = test_metrics(choice.k, choice.weight)
+    rerank_test = _test_metrics(test_sims, test_order, test_logits, data.test.query_masks)
+    reranked = rerank_test(choice.k, choice.weight)
     per_k = {}
     for k, c in per_k_choice.items():
-        m = test_metrics(k, c.weight)
+        m = rerank_test(k, c.weight)
         per_k[str(k)] = {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
-                                                                 ("t2v_R1", "t2v_R5", "t2v_R10")}}
+                                                                ("t2v_R1", "t2v_R5", "t2v_R10")}}
+    median = _seconds_per_query(dual, data.test, test_scorer, test_order, ks, size, timing_rounds)
 
-    # seconds per query, in turns: the dual query against a pre-encoded gallery, and k head passes
+    if out is None:
+        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
+    result = MatchingResult(
+        k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
+        r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve.rows,
+        dual_seconds_per_query=median["dual"], rerank_seconds_per_query=median[str(choice.k)],
+        rerank_seconds_by_k={k: median[k] for k in map(str, ks)},
+        train_seconds=sum(row["epoch_seconds"] for row in state.history),
+        recipe=asdict(recipe), path=Path(out), head=head,
+    )
+    _write(result, choice, loaded.payload)
+    return result
+
+
+def _head_optimizer(head: MatchingHead, recipe: MatchingRecipe, steps_per_epoch: int):
+    """AdamW at ``recipe.lr`` (weight decay 1e-4) and its cosine decay to zero over the run, stepped per
+    step. The residual's one scalar scale moves at 20x the lr (Adam steps are ~lr in size: at 5e-4 it
+    could move by only ~0.3 in a whole run), without weight decay."""
+    scale = [p for n, p in head.named_parameters() if n == "dual_scale"]
+    rest = [p for n, p in head.named_parameters() if n != "dual_scale"]
+    opt = torch.optim.AdamW([{"params": rest}, {"params": scale, "lr": 20 * recipe.lr, "weight_decay": 0.0}],
+                            lr=recipe.lr, weight_decay=1e-4)
+    steps = recipe.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
+    )
+    return opt, sched
+
+
+class _EveryStep(Callback):
+    """Call ``fn()`` after every optimiser step (a per-step learning-rate schedule)."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+
+    def on_step_end(self, state: FitState) -> None:
+        self.fn()
+
+
+class _LearningCurve(Callback):
+    """After every epoch: the training BCE and the validation R@1 of the head alone (k = 10, w = 1) on a
+    fixed random subset of validation queries (drawn with ``gen``), beside the dual R@1 on the same subset:
+    ``rows``, printed when ``progress``."""
+
+    def __init__(self, scorer: _Scorer, val_sims: Tensor, query_masks: Tensor, queries: int,
+                 gen: torch.Generator, progress: bool):
+        truth = query_masks.nonzero()[:, 0]  # the video of each validation caption
+        self.subset = torch.randperm(len(truth), generator=gen)[:queries].sort().values
+        self.sims, self.truth = val_sims[self.subset], truth[self.subset]
+        self.order = self.sims.argsort(dim=1, descending=True, stable=True)
+        self.k = min(10, self.sims.shape[1])
+        self.dual_r1 = 100.0 * float((self.order[:, 0] == self.truth).float().mean())
+        self.scorer, self.progress, self.rows = scorer, progress, []
+
+    def on_epoch_end(self, state: FitState) -> None:
+        with eval_mode(self.scorer.head):
+            logits = self.scorer(self.subset.repeat_interleave(self.k), self.order[:, : self.k].flatten())
+        _, order = rerank_scored(self.sims, self.order, logits.view(-1, self.k), self.k, 1.0)
+        head_r1 = 100.0 * float((order[:, 0] == self.truth).float().mean())
+        self.rows.append({"epoch": state.epoch + 1, "train_bce": state.row["train_loss"],
+                          "val_head_R1": head_r1, "val_dual_R1": self.dual_r1})
+        if self.progress:
+            row = self.rows[-1]
+            print(f"matching epoch {row['epoch']}/{state.epochs}  bce {row['train_bce']:.4f}  val R@1 head "
+                  f"alone {head_r1:.1f} (dual {self.dual_r1:.1f})")
+
+
+def _pair_batches(dual: nn.Module, data, cfg, pool: str, gen: torch.Generator, dev: torch.device):
+    """epoch -> the head's training batches. Each: the four token tables (text tokens and mask, video tokens
+    and mask) and their dual similarities, the positive pairs (caption c[i], video v[i]), the caption ->
+    video similarities of each c[i] and the video -> caption ones of each v[i], with their positives.
+    pool "batch": the tables of each batch of the epoch (B x B); "gallery": the frozen dual encoder scores
+    the whole training split once, and each step takes B videos (drawn with ``gen``) and one caption each."""
+    if pool == "batch":
+        def batch_pool(epoch: int):
+            for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
+                text, video = text.to(dev), video.to(dev)
+                with torch.no_grad():
+                    (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
+                    sims = dual.similarity(dual.encode_text(text), dual.encode_video(video)).cpu()  # (B, B)
+                diag = torch.arange(len(sims))
+                yield (tt, tm, vt, vm), sims, diag, diag, sims, diag, sims.T, diag
+        return batch_pool
+    split, size = data.train_eval_set(), cfg.eval_batch_size
+    t_table = _tokens(lambda b: text_side(dual, b), split.texts, size, dev)
+    v_table = _tokens(lambda b: video_side(dual, b), split.videos, size, dev)
+    _, sims = evaluate(dual, split, size, return_sims=True)  # (N_captions, N_videos)
+    caption_video = split.query_masks.nonzero()[:, 0]  # the video of each training caption
+
+    def gallery_pool(epoch: int):
+        order = torch.randperm(len(data.train), generator=gen)
+        for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            v = order[start : start + cfg.batch_size]
+            c = torch.tensor([caps[int(torch.randint(len(caps), (), generator=gen))]
+                              for caps in (data.train.video_captions[i] for i in v.tolist())])
+            own = caption_video[None, :] == v[:, None]  # (B, N_captions): each video's own captions
+            yield (*t_table, *v_table), sims, c, v, sims[c], v, sims[:, v].T, own
+    return gallery_pool
+
+
+def _pair_loss(head: MatchingHead, recipe: MatchingRecipe, gen: torch.Generator, dev: torch.device):
+    """batch (of :func:`_pair_batches`) -> the BCE of its positive pairs and the recipe's negatives of each
+    caption (videos) and each video (captions)."""
+
+    def step_loss(batch) -> Tensor:
+        (tt, tm, vt, vm), table, c, v, t2v, t2v_pos, v2t, v2t_pos = batch
+        neg_v = draw_negatives(t2v, t2v_pos, recipe, gen)  # (B, n): videos for each caption
+        neg_t = draw_negatives(v2t, v2t_pos, recipe, gen)  # (B, n): captions for each video
+        n, b = neg_v.shape[1], len(c)
+        ti = torch.cat([c, c.repeat_interleave(n), neg_t.flatten()]).to(dev)
+        vi = torch.cat([v, neg_v.flatten(), v.repeat_interleave(n)]).to(dev)
+        logits = pair_logits(head, tt, tm, vt, vm, ti, vi, dual=table.to(dev)[ti, vi])
+        return matching_loss(logits[:b], logits[b:])
+
+    return step_loss
+
+
+def _test_metrics(sims: Tensor, order: Tensor, logits: Tensor, query_masks: Tensor):
+    """(k, w) -> the t2v metrics of the test split re-ranked at depth k with fusion weight w."""
+
+    def metrics(k: int, w: float) -> dict[str, float]:
+        scores, _ = rerank_scored(sims, order, logits, k, w)
+        return _t2v(retrieval_metrics(scores, query_masks))
+
+    return metrics
+
+
+def _seconds_per_query(dual: nn.Module, test, scorer: _Scorer, order: Tensor, ks: tuple[int, ...], size: int,
+                       rounds: int) -> dict[str, float]:
+    """Median seconds per query, in turns: "dual", the dual query against a pre-encoded gallery (encode,
+    score, top 10), and str(k), the k head passes of each k of ``ks``."""
     n_q = len(test.texts)
     gallery = encode_videos(dual, test.videos, size)
 
     def head_passes(k: int):
-        kk = min(k, test_sims.shape[1])
-        return lambda: test_scorer(torch.arange(n_q).repeat_interleave(kk), test_order[:, :kk].flatten())
+        kk = min(k, order.shape[1])
+        return lambda: scorer(torch.arange(n_q).repeat_interleave(kk), order[:, :kk].flatten())
 
     with torch.no_grad():
         calls = {"dual": lambda: query_topk(dual, test.texts, gallery, size)}
-        median = time_in_turns({**calls, **{str(k): head_passes(k) for k in ks}}, timing_rounds)
-    median = {name: t / n_q for name, t in median.items()}
+        median = time_in_turns({**calls, **{str(k): head_passes(k) for k in ks}}, rounds)
+    return {name: t / n_q for name, t in median.items()}
 
-    if out is None:
-        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
-    out = Path(out)
-    result = MatchingResult(
-        k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
-        r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve,
-        dual_seconds_per_query=median["dual"], rerank_seconds_per_query=median[str(choice.k)],
-        rerank_seconds_by_k={k: median[k] for k in map(str, ks)}, train_seconds=t_train,
-        recipe=asdict(recipe), path=out, head=head,
-    )
+
+def _write(result: MatchingResult, choice, dual_payload: dict[str, Any]) -> None:
+    """The head's checkpoint at ``result.path`` (with the dual weights and config: a distillation teacher
+    loads it alone) and its summary beside it (``.json``: what the tables read)."""
+    head, ckpt = result.head, dual_payload
     save_checkpoint(
-        out,
+        result.path,
         {
             "kind": "matching",
             "model": head.state_dict(),
@@ -537,7 +585,7 @@ def train_matching(
             "dual": ckpt["model"],
             "k": choice.k,
             "weight": choice.weight,
-            "recipe": asdict(recipe),
+            "recipe": result.recipe,
             "dual_metrics": result.dual,
             "reranked_metrics": result.reranked,
         },
@@ -545,5 +593,4 @@ def train_matching(
     summary = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("path", "head")}
     summary["head_params"] = sum(p.numel() for p in head.parameters())
     summary["validation_grid"] = choice.grid
-    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=2))
-    return result
+    atomic_write_text(result.path.with_suffix(".json"), json.dumps(summary, indent=2))

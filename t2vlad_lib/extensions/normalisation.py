@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.utils import eval_mode
 from ..engine.evaluate import encode_texts, encode_videos, retrieval_metrics, similarity_matrix
 
 __all__ = ["Hubness", "k_occurrence", "hubness", "dual_softmax", "querybank_normalise", "querybank_sims",
@@ -216,14 +217,10 @@ def normalisation_table(run: Any, split: str = "test", dsl_temperature: float = 
     evalset = {"test": data.test, "val": data.val}.get(split)
     if evalset is None:
         raise ValueError(f"split: expected 'test' or 'val' (when the data has one), got {split!r}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         videos = encode_videos(model, evalset.videos, batch_size)
         sims = similarity_matrix(model, encode_texts(model, evalset.texts, batch_size), videos)
         bank = querybank_sims(model, data.train, videos, batch_size)
-    finally:
-        model.train(was_training)
     norm = "normalised at inference"
     variants = {
         "plain": (sims.double(), "plain", "-"),

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.utils import eval_mode
 from ..data.captions import LEXICON
 from ..data.labels import TOKEN_ATTRIBUTES, token_labels
 
@@ -96,10 +97,8 @@ class Assignments:
 def assignments(model, evalset, batch_size: int = 256) -> Assignments:
     """Run a T2VLAD's text and video VLAD on an ``EvalSet`` (eval mode) and keep the assignments."""
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     text, video, masks, owner = [], [], [], None
-    try:
+    with eval_mode(model):
         for i in range(0, len(evalset.texts), batch_size):
             tokens, tmask = model.text_tokens(evalset.texts.index(slice(i, i + batch_size)).to(dev))
             _, a = model.vlad.encode_text(tokens, tmask, return_assignments=True)
@@ -112,8 +111,6 @@ def assignments(model, evalset, batch_size: int = 256) -> Assignments:
             video.append(a.cpu())
             masks.append(enc.token_mask.cpu())
             owner = enc.expert_of_token.cpu()
-    finally:
-        model.train(was_training)
     return Assignments(text, torch.cat(video), torch.cat(masks), owner)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from ..core.batch import TextBatch, VideoBatch
 from .alignment import GlobalTextHead, global_similarity, local_similarity
 from .mmt import MMTVideoEncoder
-from .t2vlad import T2VLAD, TERMS, TextEmbeddings, VideoEmbeddings
+from .t2vlad import T2VLAD, TERMS, TextEmbeddings, VideoEmbeddings, text_states
 from .video import validate_video_batch
 
 __all__ = ["ARCHES", "ARCH_PRESETS", "ARCH_KEYS", "BaselineConfig", "MMTStyle", "MeanPool", "text_states"]
@@ -70,28 +70,6 @@ class BaselineConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def text_states(text: TextBatch, encoder: nn.Module | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached or freshly encoded token states (B, L, H) and the (B, L) bool mask; raises on empty text."""
-    mask = text.attention_mask.bool()
-    if mask.dim() != 2 or not mask.any(1).all():
-        empty = (~mask.any(1)).nonzero().flatten().tolist() if mask.dim() == 2 else []
-        raise ValueError(
-            f"empty text (no token in attention_mask) for captions "
-            f"{[text.captions[i] for i in empty] if text.captions else empty}"
-        )
-    if text.states is not None:
-        states = text.states
-    elif encoder is not None:
-        states, _ = encoder(text.input_ids, text.attention_mask)
-    else:
-        raise ValueError("TextBatch has no cached states and the model has no text encoder")
-    if states.shape[:2] != mask.shape or states.shape[-1] != width:
-        raise ValueError(
-            f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} and H={width}"
-        )
-    return states, mask
 
 
 class _DualBase(nn.Module):

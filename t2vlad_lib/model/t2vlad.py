@@ -24,7 +24,7 @@ from .alignment import GlobalTextHead, global_similarity, local_similarity
 from .video import VideoEncoder
 from .vlad import build_vlad
 
-__all__ = ["ModelConfig", "TERMS", "T2VLAD", "TextEmbeddings", "VideoEmbeddings"]
+__all__ = ["ModelConfig", "TERMS", "T2VLAD", "TextEmbeddings", "VideoEmbeddings", "text_states"]
 
 
 # the similarity terms a model trains with or is evaluated on -> (use s_local, use s_global)
@@ -94,6 +94,27 @@ class VideoEmbeddings:
         return self.local.shape[0]
 
 
+def text_states(text: TextBatch, encoder: nn.Module | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached or freshly encoded token states (B, L, H = ``width``) and the (B, L) bool mask, checked: every
+    caption has a token, and the states fit the mask and H (T2VLAD and the baselines share this)."""
+    mask = text.attention_mask.bool()
+    if mask.dim() != 2 or not mask.any(1).all():
+        empty = (~mask.any(1)).nonzero().flatten().tolist() if mask.dim() == 2 else []
+        caps = [text.captions[i] for i in empty] if text.captions else empty
+        raise ValueError(f"empty text (no token in attention_mask) for captions {caps}")
+    if text.states is not None:
+        states = text.states
+    elif encoder is not None:
+        states, _ = encoder(text.input_ids, text.attention_mask)
+    else:
+        raise ValueError("TextBatch has no cached states and the model has no text encoder")
+    if states.shape[:2] != mask.shape or states.shape[-1] != width:
+        raise ValueError(
+            f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} and text_dim {width}"
+        )
+    return states, mask
+
+
 def _cat(items: list, cls):
     return cls(*[torch.cat([getattr(x, f) for x in items]) for f in cls.__dataclass_fields__])
 
@@ -137,22 +158,7 @@ class T2VLAD(nn.Module):
     def text_tokens(self, text: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Text tokens in the common space: (B, L, D) and the (B, L) bool mask ([PAD] masked out;
         the port feeds padding into the VLAD unmasked: documented deviation)."""
-        mask = text.attention_mask.bool()
-        if mask.dim() != 2 or not mask.any(1).all():
-            empty = (~mask.any(1)).nonzero().flatten().tolist() if mask.dim() == 2 else []
-            caps = [text.captions[i] for i in empty] if text.captions else empty
-            raise ValueError(f"empty text (no token in attention_mask) for captions {caps}")
-        if text.states is not None:
-            states = text.states
-        elif self.text_encoder is not None:
-            states, _ = self.text_encoder(text.input_ids, text.attention_mask)
-        else:
-            raise ValueError("TextBatch has no cached states and the model has no text encoder")
-        if states.shape[:2] != mask.shape or states.shape[-1] != self.config.text_dim:
-            raise ValueError(
-                f"text states {tuple(states.shape)} do not fit mask {tuple(mask.shape)} "
-                f"and text_dim {self.config.text_dim}"
-            )
+        states, mask = text_states(text, self.text_encoder, self.config.text_dim)
         return self.text_proj(states.to(self.vlad.text_vlad.centers.dtype)), mask
 
     def encode_text(self, text: TextBatch) -> TextEmbeddings:

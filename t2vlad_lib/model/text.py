@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core.batch import TextBatch
+from ..core.utils import env_flag, eval_mode
 
 __all__ = [
     "TextModelUnavailable",
@@ -63,7 +64,7 @@ def _hub_hint(name: str) -> str:
 
 def _offline() -> bool:
     """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them only at import)."""
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in _OFFLINE_VARS)
+    return any(env_flag(v) for v in _OFFLINE_VARS)
 
 
 def _hub_reachable(timeout: float = 1.0) -> bool:
@@ -437,26 +438,21 @@ def _encode_sorted(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode (U, L) tokens longest-first, each batch trimmed to its longest caption -> (U, L, H), (U, L)."""
     device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
     ids, att = text.input_ids, text.attention_mask
     lengths = att.sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     out: torch.Tensor | None = None  # allocated once H is known (any module with the forward contract)
-    try:
-        with torch.inference_mode():
-            for start in tqdm(
-                range(0, len(ids), batch_size), desc="encoding captions", unit="batch", disable=not progress
-            ):
-                rows = order[start : start + batch_size]
-                width = max(int(lengths[rows].max()), 1)
-                states, _ = encoder(ids[rows, :width].to(device), att[rows, :width].to(device))
-                if out is None:
-                    with torch.inference_mode(False):
-                        out = torch.zeros(len(ids), ids.shape[1], states.shape[-1], dtype=dtype)
-                out[rows, :width] = states.to("cpu", dtype)
-    finally:
-        encoder.train(was_training)
+    with eval_mode(encoder), torch.inference_mode():
+        for start in tqdm(
+            range(0, len(ids), batch_size), desc="encoding captions", unit="batch", disable=not progress
+        ):
+            rows = order[start : start + batch_size]
+            width = max(int(lengths[rows].max()), 1)
+            states, _ = encoder(ids[rows, :width].to(device), att[rows, :width].to(device))
+            if out is None:
+                with torch.inference_mode(False):
+                    out = torch.zeros(len(ids), ids.shape[1], states.shape[-1], dtype=dtype)
+            out[rows, :width] = states.to("cpu", dtype)
     if out is None:
         raise ValueError("encode_captions_cached: no captions to encode")
     return out, att.bool()
