@@ -50,7 +50,7 @@ def test_an_empty_run_directory_is_filled_from_the_shipped_run(tmp_path, capsys,
     monkeypatch.delenv("T2VLAD_RETRAIN", raising=False)
     cfg = load_config("tutorial", {"out_dir": str(tmp_path / "{profile}-seed{seed}")})
     ensure_trained(cfg, need_model=True)  # no data is prepared: nothing is trained
-    assert "loaded the shipped run of" in capsys.readouterr().out
+    assert "loaded the shipped run into" in capsys.readouterr().out
     assert is_finished(cfg.run_dir(), cfg) and (cfg.run_dir() / "best.pt").exists()
     results = json.loads((cfg.run_dir() / "results.json").read_text())
     assert results["test"] == MANIFEST["runs"]["base/seed0"]["test"]
@@ -70,3 +70,14 @@ def test_shipped_weights_give_the_recorded_metrics(name):
     for key, value in entry["checkpoint_test"].items():
         assert metrics[key] == pytest.approx(value, abs=0.11), (name, key)
     assert metrics["t2v_R1"] == pytest.approx(entry["test"]["t2v_R1"], abs=0.11), "float16 changed R@1"
+
+
+def test_reproducibility_page_matches_the_manifest():
+    """docs/reproducibility.md's generated part is what the manifest says (make shipped rewrites both)."""
+    from t2vlad_lib.course import reproducibility
+
+    text = reproducibility.DOC.read_text()
+    generated = text.split(reproducibility.BEGIN, 1)[1].split(reproducibility.END, 1)[0]
+    assert reproducibility.runs_table() in generated
+    for name, entry in shipped.manifest()["runs"].items():
+        assert f"`{name.rsplit('/', 1)[0]}`" in generated and entry["machine"] in generated

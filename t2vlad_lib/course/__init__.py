@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..engine.config import TrainConfig
 from ..engine.train import ensure_trained, train_or_load
-from . import ablate
+from . import ablate, reproducibility
 from .ablate import LOSSES, TABLE4, TABLE5, TEST_ONLY_KEYS, VARIANTS, sweep, variant_config, without_defaults
 from .beyond import FINETUNED, SYSTEMS, compare, system_config
 from .shipped import pack
@@ -79,5 +79,7 @@ def regenerate(root: str | Path = ROOT, progress: bool = True) -> dict:
     compare(PROFILE, seeds=list(SEEDS), systems=["T2VLAD", "CE-style (global only)", *FINETUNED],
             out_dir=root, progress=progress)
     runs = {name: root / name for name in run_configs(root)}
-    return pack(runs, checkpoints=CHECKPOINTS)
+    man = pack(runs, checkpoints=CHECKPOINTS)
+    reproducibility.write(man=man)  # docs/reproducibility.md: where each shipped run was trained
+    return man
 

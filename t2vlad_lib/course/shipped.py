@@ -172,8 +172,8 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if verbose:
         what = "run" if payload is not None else "run summary"
-        print(f"loaded the shipped {what} of {entry['date']} ({entry['machine']}) into {run_dir}; "
-              "set T2VLAD_RETRAIN=1 to train it yourself")
+        print(f"loaded the shipped {what} into {run_dir} (where and when it was trained: "
+              "docs/reproducibility.md); set T2VLAD_RETRAIN=1 to train it yourself")
     return True
 
 
