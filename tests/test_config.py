@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -645,3 +646,18 @@ def test_checkpoint_atomic_truncated_and_mismatch(tmp_path, monkeypatch):
     check_config(path, {"device": "cuda", "model": {}}, {"device": "cpu", "model": {}})  # runtime keys pass
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_holding_out_more_than_a_fifth_of_the_training_list_warns():
+    from t2vlad_lib.data.released import SplitData
+    from t2vlad_lib.engine.pipeline import holdout
+
+    ids = [f"v{i}" for i in range(10)]
+    split = SplitData(name="toy", split="train", root=Path("."), video_ids=ids, features={"e": [None] * 10},
+                      captions=[["a caption"]] * 10, dims={"e": 1}, caption_index=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train, val = holdout(split, 2)  # a fifth: fine
+    assert (len(train.video_ids), len(val.video_ids)) == (8, 2)
+    with pytest.warns(UserWarning, match=r"holds out 3 of the 10 training videos \(30%\).*more than a fifth"):
+        holdout(split, 3)
