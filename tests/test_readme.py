@@ -6,7 +6,7 @@ from t2vlad_lib.course import readme
 
 
 def test_sync_copies_the_named_table_and_refuses_a_missing_one(tmp_path):
-    (tmp_path / "r.md").write_text("intro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\ntext\n\n| c |\n|---|\n| 3 |\n")
+    (tmp_path / "r.md").write_text("intro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\ntext\n\n| c |\n|---|\n| 3 |")
     block = "x\n<!-- table: r.md 2 -->\n| c |\n|---|\n{} |\n<!-- end table -->\ny\n"
     assert readme.sync(block.format("| 9"), tmp_path) == block.format("| 3")
     with pytest.raises(ValueError, match="r.md has 2 tables; the marker asks for table 3"):
