@@ -18,6 +18,12 @@ query, whether each system put the right video at rank 0 (R@1) or below K (R@K).
 
 :func:`paired_verdict` returns all three with a one-word reading: "holds" when every seed agrees and the
 interval excludes 0, "reversed" for the mirror case, else "cannot tell".
+
+When only each seed's R@K is known (a run that kept its summary but not its per-query ranks),
+:func:`seed_verdict` gives the same deltas and sign test with a wider, *unpaired* interval: the mean delta
++- 1.96 sqrt((p_A (1 - p_A) + p_B (1 - p_B)) / Q), the normal interval of a difference of two independent
+proportions over Q queries. Scoring A and B on the same queries correlates their hits, which only narrows the
+paired interval, so a claim that holds with this one also holds with the paired bootstrap.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from math import comb
 
 import numpy as np
 
-__all__ = ["hits", "sign_test_p", "paired_bootstrap", "Verdict", "paired_verdict"]
+__all__ = ["hits", "sign_test_p", "paired_bootstrap", "Verdict", "paired_verdict", "seed_verdict"]
 
 
 def hits(ranks: Sequence[float] | np.ndarray, k: int = 1) -> np.ndarray:
@@ -91,6 +97,7 @@ class Verdict:
     high: float
     sign_p: float
     reading: str
+    interval: str = "paired bootstrap over queries"
 
     def __str__(self) -> str:
         per_seed = ", ".join(f"{d:+.1f}" for d in self.deltas)
@@ -105,7 +112,11 @@ def paired_verdict(ranks_a: Sequence, ranks_b: Sequence, k: int = 1, n_boot: int
     diff = _per_query(ranks_a, ranks_b, k)
     deltas = tuple(100.0 * float(d) for d in diff.mean(1))
     low, high = paired_bootstrap(diff, n_boot, seed)
-    sign_p = sign_test_p(deltas)
+    return _verdict(deltas, low, high)
+
+
+def _verdict(deltas: tuple[float, ...], low: float, high: float, interval: str | None = None) -> Verdict:
+    """The reading of per-seed deltas and an interval of their mean (the rule of the module docstring)."""
     d = np.asarray(deltas)
     if len(d) >= 2 and (d > 0).all() and low > 0:
         reading = "holds"
@@ -113,4 +124,21 @@ def paired_verdict(ranks_a: Sequence, ranks_b: Sequence, k: int = 1, n_boot: int
         reading = "reversed"
     else:
         reading = "cannot tell"
-    return Verdict(deltas, float(d.mean()), low, high, sign_p, reading)
+    extra = {} if interval is None else {"interval": interval}
+    return Verdict(deltas, float(d.mean()), low, high, sign_test_p(deltas), reading, **extra)
+
+
+def seed_verdict(values_a: Sequence[float], values_b: Sequence[float], n_queries: int) -> Verdict:
+    """Does B beat A, from per-seed R@K values in percent (seed i of A paired with seed i of B) scored on
+    the same ``n_queries`` test queries? The unpaired normal interval of the module docstring."""
+    a, b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not a.size:
+        raise ValueError(f"seed comparison: {a.shape} and {b.shape} values; expected the same n >= 1 seeds")
+    if not ((0 <= a) & (a <= 100) & (0 <= b) & (b <= 100)).all() or n_queries < 1:
+        raise ValueError(f"seed comparison: values must be R@K in percent [0, 100] over n_queries >= 1 "
+                         f"queries; got {a.tolist()}, {b.tolist()}, n_queries={n_queries}")
+    deltas = tuple(float(x) for x in b - a)
+    pa, pb = a.mean() / 100, b.mean() / 100
+    half = 100 * 1.96 * float(np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_queries))
+    mean = float(np.mean(deltas))
+    return _verdict(deltas, mean - half, mean + half, "unpaired normal")
