@@ -115,6 +115,22 @@ def _optimistic_ranks(answer: Any, sims: Any) -> str | None:
             "is strictly above the true video's.")
 
 
+# notebook 01: VLAD to NetVLAD
+# (checks of notebook 01 go here)
+
+
+# notebook 02: the text encoder
+# (checks of notebook 02 go here)
+
+
+# notebook 03: the multi-expert video encoder
+# (checks of notebook 03 go here)
+
+
+# notebook 04: local alignment (T2VLAD)
+# (checks of notebook 04 go here)
+
+
 # notebook 05: global alignment
 
 EX05_2 = {"weights": (0.5, 0.3, 0.2), "cosines": (0.2, 0.8, 0.4), "available": (True, True, False)}
@@ -141,3 +157,31 @@ def _renormalised_global(answer: Any) -> str | None:
     lo, hi = cos[present].min().item(), cos[present].max().item()
     return (f"s_global is a weighted average of the present experts' cosines, so it lies between {lo:g} and "
             f"{hi:g}, nearer the cosine whose weight is larger.")
+
+
+# notebook 06: training
+# (checks of notebook 06 go here)
+
+
+# notebook 07: ablations
+# (checks of notebook 07 go here)
+
+
+# notebook 08: visualizing the alignment
+# (checks of notebook 08 go here)
+
+
+# notebook 09: efficiency and scale
+# (checks of notebook 09 go here)
+
+
+# notebook 10: beyond T2VLAD
+# (checks of notebook 10 go here)
+
+
+# notebook 11: better rankings at inference
+# (checks of notebook 11 go here)
+
+
+# notebook 12: the text encoder: ETVA and fine-tuning
+# (checks of notebook 12 go here)
