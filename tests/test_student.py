@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from exercise_cases import MISTAKES, RIGHT  # one section per notebook
 
 from t2vlad_lib.course.checks import CHECKS, check_exercise, problem
 
@@ -26,23 +26,8 @@ from t2vlad_lib.course import student  # noqa: E402  (needs nbgrader)
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "exercises.ipynb"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
 
-# (exercise, a wrong answer, the check's inputs, words its message must hold): the mistakes each check names
-MISTAKES = [
-    ("00.1", [1, 1, 2, 4], {"sims": S}, "start at 0"),
-    ("00.1", [0, 0.5, 1.5, 3], {"sims": S}, "split-tie"),
-    ("00.1", [0, 1, 2, 3], {"sims": S}, "pessimistic"),
-    ("00.1", [0, 0, 2, 3], {"sims": S}, "caption(s) [2]"),
-    ("00.1", [0, 0, 1], {"sims": S}, "shape (3,)"),
-    ("05.2", 0.34, {}, "before renormalising"),
-    ("05.2", 0.42, {}, "third expert is missing"),
-    ("05.2", 0.5, {}, "plain mean"),
-    ("05.2", 0.7, {}, "weighted average"),
-    ("05.2", "0.425", {}, "should be s_global"),
-]
 MISTAKE_IDS = [f"{m[0]}: {m[3]}" for m in MISTAKES]
-RIGHT = [("00.1", np.array([0, 0, 1, 3]), {"sims": S}), ("05.2", 0.425, {})]
 
 
 def _source(cell) -> str:
