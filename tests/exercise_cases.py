@@ -2,20 +2,47 @@
 holds a right answer with the inputs its check cell passes, MISTAKES a typical wrong answer with the words
 its message must hold."""
 
+from pathlib import Path
+
 import numpy as np
+
+from t2vlad_lib.core.metrics import t2v_ranks, v2t_ranks
+from t2vlad_lib.data.digitclips import read_attributes
 
 S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
 
 # (exercise, answer, the check's inputs) and (exercise, wrong answer, inputs, words of its message)
 
 # notebook 00
-RIGHT_00 = [("00.1", np.array([0, 0, 1, 3]), {"sims": S})]
+SAMPLE = Path(__file__).resolve().parents[1] / "data_samples" / "digitclips-sample"
+SPECS = read_attributes(SAMPLE)["specs"]
+S2 = np.empty((8, 4))
+S2[0::2], S2[1::2] = S, 0.5 * S
+MASK2 = np.array([[True, True]] * 3 + [[True, False]])
+ACTORS = {n: sum(len(s["actors"]) == n for s in SPECS.values()) for n in (1, 2, 3)}
+RIGHT_00 = [
+    ("00.1", np.array([0, 0, 1, 3]), {"sims": S}),
+    ("00.2", (len(t2v_ranks(S2, MASK2)), v2t_ranks(S2, MASK2)), {"sims": S}),
+    ("00.3", ACTORS, {"specs": SPECS}),
+    ("00.4", ["local similarity", "The score", "global similarity, eq. (4)", "training"], {}),
+]
 MISTAKES_00 = [
     ("00.1", [1, 1, 2, 4], {"sims": S}, "start at 0"),
     ("00.1", [0, 0.5, 1.5, 3], {"sims": S}, "split-tie"),
     ("00.1", [0, 1, 2, 3], {"sims": S}, "pessimistic"),
     ("00.1", [0, 0, 2, 3], {"sims": S}, "caption(s) [2]"),
     ("00.1", [0, 0, 1], {"sims": S}, "shape (3,)"),
+    ("00.2", (8, v2t_ranks(S2, MASK2)), {"sims": S}, "not a query"),
+    ("00.2", (7, v2t_ranks(np.vstack([S, 0.5 * S]), MASK2)), {"sims": S}, "interleaved"),
+    ("00.2", 7, {"sims": S}, "should be a pair"),
+    ("00.3", {1: 3, 2: 6, 3: 7}, {"specs": SPECS}, "64 videos"),
+    ("00.3", {1: 12, 2: 25, 3: 27}, {"specs": SPECS}, "every actor of every shot"),
+    ("00.4", ["local similarity", "the score", "global similarity", "training", "VLAD with shared centers"],
+     {}, "aggregates each side's tokens alone"),
+    ("00.4", ["global text head", "local similarity", "the score", "global similarity", "training"], {},
+     "reads only t"),
+    ("00.4", ["local similarity", "the score"], {}, "2 box(es) are missing"),
+    ("00.4", ["the similarity"], {}, "name no single box"),
 ]
 
 # notebook 01

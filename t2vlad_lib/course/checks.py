@@ -115,6 +115,112 @@ def _optimistic_ranks(answer: Any, sims: Any) -> str | None:
             "is strictly above the true video's.")
 
 
+def _two_captions(sims: np.ndarray, interleaved: bool = True) -> np.ndarray:
+    """Exercise 00.2's (2N, N) matrix: caption 2j is row j of ``sims``, caption 2j+1 half of it."""
+    if not interleaved:  # the usual slip: the second captions as a block under the first ones
+        return np.vstack([sims, 0.5 * sims])
+    out = np.empty((2 * len(sims), sims.shape[1]))
+    out[0::2], out[1::2] = sims, 0.5 * sims
+    return out
+
+
+@exercise("00.2", "a pair (number of t2v queries, the v2t ranks of the 4 videos)")
+def _masked_captions(answer: Any, sims: Any) -> str | None:
+    from ..core.metrics import t2v_ranks, v2t_ranks  # a lower layer, imported where the check needs it
+
+    sims = np.asarray(sims, dtype=float)
+    mask = np.ones((len(sims), 2), bool)
+    mask[-1, 1] = False  # the second caption of the last video is missing
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        raise ValueError("expected a pair (count, ranks)")
+    n_queries, ranks = _number(answer[0]), _vector(answer[1], len(sims), "v2t ranks (one per video)")
+    s2 = _two_captions(sims)
+    right_n, right_ranks = len(t2v_ranks(s2, mask)), v2t_ranks(s2, mask)
+    if n_queries == 2 * len(sims):
+        return "a caption marked missing in query_masks is not a query: count only the captions that exist."
+    if n_queries != right_n:
+        return f"there are {2 * len(sims)} captions and one is missing: count the t2v queries that remain."
+    if np.allclose(ranks, right_ranks):
+        return None
+    if np.allclose(ranks, v2t_ranks(_two_captions(sims, False), mask)):
+        return ("the captions of video j are rows 2j and 2j+1 (interleaved: S2[0::2] = S, "
+                "S2[1::2] = 0.5 * S), not S stacked above 0.5 * S.")
+    return "the count is right but the v2t ranks are not: use v2t_ranks on the (8, 4) matrix with the mask."
+
+
+@exercise("00.3", "a dict {number of actors: number of videos}")
+def _actor_counts(answer: Any, specs: Any) -> str | None:
+    from collections import Counter
+
+    right = Counter(len(spec["actors"]) for spec in specs.values())
+    got = {int(k): int(v) for k, v in dict(answer).items()}
+    if got == dict(right):
+        return None
+    total = sum(got.values())
+    if total != len(specs):
+        return (f"your counts cover {total} videos: the shipped sample has {len(specs)} videos in its three "
+                "splits, and `specs` (attributes.json) holds them all.")
+    return ("count len(spec['actors']) per video: every actor of every shot, including one that leaves or "
+            "enters during the clip.")
+
+
+def _sides_combined() -> set[str]:
+    """The course map's boxes whose result depends on both the caption and the video, from its arrows: an
+    arrow labelled t / F_e^text (v / F_e^video) carries the text (video) side, an unlabelled one all that
+    its source has seen; a box that passes each side on separately (the shared VLAD) combines nothing."""
+    from .figures import ARROWS, BOXES  # same layer; the figure's own graph
+
+    seen = {"caption": {"text"}, "experts": {"video"}}
+
+    def carried(arrow) -> set[str]:
+        label = arrow.label.replace("$", "")
+        if label.startswith(("t", "F_e^{text}")):
+            return {"text"}
+        if label.startswith(("v", "F_e^{video}")):
+            return {"video"}
+        return seen.get(arrow.src, set())
+
+    for _ in BOXES:  # relax until stable (the map is a small DAG)
+        for box in BOXES:
+            incoming = [a for a in ARROWS if a.dst == box]
+            if incoming:
+                seen[box] = set().union(*(carried(a) for a in incoming))
+    separate = {b for b in BOXES if (out := [a for a in ARROWS if a.src == b]) and all(a.label for a in out)}
+    return {b for b in BOXES if seen.get(b) == {"text", "video"} and b not in separate}
+
+
+@exercise("00.4", "a list of the course map's box titles (as printed in the figure)")
+def _both_sides(answer: Any) -> str | None:
+    from .figures import BOXES  # same layer
+
+    if isinstance(answer, str) or not all(isinstance(name, str) for name in answer):
+        raise TypeError("expected a list of strings")
+
+    def box_of(name: str) -> str | None:
+        name = name.strip().lower()
+        hits = [key for key, box in BOXES.items() if name and (box.title.lower().startswith(name)
+                                                                or name == key.lower())]
+        return hits[0] if len(hits) == 1 else None
+
+    keys = [box_of(name) for name in answer]
+    unknown = [name for name, key in zip(answer, keys, strict=True) if key is None]
+    if unknown:
+        return (f"{unknown} name no single box: use the titles printed in the figure (e.g. 'local "
+                "similarity').")
+    got, right = set(keys), _sides_combined()
+    if got == right:
+        return None
+    if "vlad" in got:
+        return ("the shared VLAD uses one set of centers for both sides, but it aggregates each side's "
+                "tokens alone (eqs. 2 and 3): t never reads a video token, nor v a word.")
+    if "text_global" in got:
+        return "the global text head reads only t: F_e^text and w_e come from the caption alone."
+    if got - right:
+        return f"{sorted(BOXES[k].title for k in got - right)} see one side only: follow the arrows up."
+    return (f"{len(right - got)} box(es) are missing: every box below the first one that mixes t and v also "
+            "depends on both.")
+
+
 # notebook 01: VLAD to NetVLAD
 # (checks of notebook 01 go here)
 
