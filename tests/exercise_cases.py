@@ -5,9 +5,12 @@ its message must hold."""
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from t2vlad_lib.core.metrics import t2v_ranks, v2t_ranks
+from t2vlad_lib.course.checks import _netvlad_from_centers
 from t2vlad_lib.data.digitclips import read_attributes
+from t2vlad_lib.model.vlad import NetVLAD, vlad
 
 S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
 
@@ -46,8 +49,42 @@ MISTAKES_00 = [
 ]
 
 # notebook 01
-RIGHT_01 = []
-MISTAKES_01 = []
+_gen = torch.Generator().manual_seed(0)
+MU = torch.tensor([[-3.0, 0.0], [3.0, 0.5], [0.0, 4.0]])
+Z = torch.cat([m + 0.5 * torch.randn(8, 2, generator=_gen) for m in MU + 0.4])  # three shifted blobs
+GRID = np.logspace(-2, 2, 41)
+with torch.no_grad():
+    COS = [float(torch.nn.functional.cosine_similarity(_netvlad_from_centers(MU, a)(Z[None]),
+                                                       vlad(Z[None], MU))) for a in GRID]
+FIRST = next(i for i, c in enumerate(COS) if c > 0.99)
+torch.manual_seed(0)
+NET = NetVLAD(4, 3, ghost_clusters=1, assignment="bias").eval()
+TOKENS, MASK = torch.randn(2, 5, 4), torch.tensor([[True] * 5, [True, True, True, False, False]])
+PERM = torch.tensor([4, 2, 0, 1, 3])
+with torch.no_grad():
+    PERMUTED = NET(TOKENS[:, PERM], MASK[:, PERM])
+    MASK_KEPT = NET(TOKENS[:, PERM], MASK)
+    D_AXIS = NET(TOKENS[..., [3, 2, 1, 0]], MASK)
+GHOST = torch.tensor([[4.5, -2.0]])
+with torch.no_grad():
+    ON_GHOST = _netvlad_from_centers(MU, 1.0, GHOST)((GHOST + 0.01 * torch.randn(5, 2))[None])
+RIGHT_01 = [
+    ("01.1", GRID[FIRST], {"centers": MU, "points": Z}),
+    ("01.2", PERMUTED, {"net": NET, "tokens": TOKENS, "mask": MASK}),
+    ("01.3", ON_GHOST.view(3, 2).norm(dim=1), {"centers": MU, "ghost": GHOST}),
+]
+MISTAKES_01 = [
+    ("01.1", COS[FIRST], {"centers": MU, "points": Z}, "that is a cosine"),
+    ("01.1", FIRST, {"centers": MU, "points": Z}, "position in the grid"),
+    ("01.1", GRID[FIRST - 1], {"centers": MU, "points": Z}, "still below 0.99"),
+    ("01.1", 100.0, {"centers": MU, "points": Z}, "smaller alpha"),
+    ("01.2", MASK_KEPT, {"net": NET, "tokens": TOKENS, "mask": MASK}, "permute `mask`"),
+    ("01.2", D_AXIS, {"net": NET, "tokens": TOKENS, "mask": MASK}, "every set changed"),
+    ("01.2", PERMUTED[0], {"net": NET, "tokens": TOKENS, "mask": MASK}, "expected the shape (2, 12)"),
+    ("01.3", [0.0, 0.0, 0.0], {"centers": MU, "ghost": GHOST}, "not zero"),
+    ("01.3", [3 ** -0.5] * 3, {"centers": MU, "ghost": GHOST}, "epsilon"),
+    ("01.3", ON_GHOST.view(3, 2).norm(dim=1).roll(1), {"centers": MU, "ghost": GHOST}, "not the right one"),
+]
 
 # notebook 02
 RIGHT_02 = []

@@ -222,7 +222,111 @@ def _both_sides(answer: Any) -> str | None:
 
 
 # notebook 01: VLAD to NetVLAD
-# (checks of notebook 01 go here)
+
+def _netvlad_from_centers(mu: torch.Tensor, alpha: float, ghosts: torch.Tensor | None = None):
+    """The notebook's NetVLAD with assignment softmax_k(-alpha ||z - mu_k||^2) (eq. c) and c'_k = mu_k."""
+    from ..model.vlad import NetVLAD  # a lower layer, imported where the checks need it
+
+    every = mu if ghosts is None else torch.cat([mu, ghosts])
+    net = NetVLAD(mu.shape[1], len(mu), ghost_clusters=len(every) - len(mu), assignment="bias")
+    net = net.to(mu.dtype).eval()
+    with torch.no_grad():
+        net.assign_weight.copy_(2 * alpha * every.T)
+        net.assign_bias.copy_(-alpha * every.pow(2).sum(1))
+        net.centers.copy_(mu)
+    return net
+
+
+EX01_GRID = np.logspace(-2, 2, 41)
+
+
+@exercise("01.1", "the smallest alpha of the grid, one number")
+def _alpha_threshold(answer: Any, centers: Any, points: Any) -> str | None:
+    from ..model.vlad import vlad  # a lower layer
+
+    mu, z = torch.as_tensor(centers).double(), torch.as_tensor(points).double()
+    hard = vlad(z[None], mu)[0]
+
+    def cosines(squared: bool = True) -> list[float]:
+        out = []
+        for a in EX01_GRID:
+            if squared:
+                soft = _netvlad_from_centers(mu, float(a))(z[None])[0]
+            else:  # the slip: -alpha ||z - mu_k|| instead of its square
+                a_ik = torch.softmax(-a * torch.cdist(z, mu), -1)
+                g = torch.nn.functional.normalize(a_ik.T @ z - a_ik.sum(0)[:, None] * mu, dim=-1)
+                soft = torch.nn.functional.normalize(g.flatten(), dim=0)
+            out.append(float(soft @ hard))
+        return out
+
+    with torch.no_grad():
+        cos = cosines()
+    i = next(j for j, c in enumerate(cos) if c > 0.99)
+    got = _number(answer)
+    if math.isclose(got, EX01_GRID[i], rel_tol=5e-3):
+        return None
+    if 0.99 < got <= 1.0 and any(math.isclose(got, c, abs_tol=5e-4) for c in cos):
+        return "that is a cosine; `answer` is the alpha at which the cosine first exceeds 0.99."
+    if got in (i, i + 1):
+        return "that is the position in the grid; `answer` is the grid value alpha itself."
+    if math.isclose(got, math.log10(EX01_GRID[i]), abs_tol=1e-3):
+        return "that is log10(alpha); `answer` is alpha itself."
+    if i > 0 and math.isclose(got, EX01_GRID[i - 1], rel_tol=5e-3):
+        return "at that alpha the cosine is still below 0.99: take the first grid value above 0.99."
+    with torch.no_grad():
+        plain = cosines(squared=False)
+    j = next((j for j, c in enumerate(plain) if c > 0.99), None)
+    if j is not None and math.isclose(got, EX01_GRID[j], rel_tol=5e-3):
+        return "eq. (c) uses the squared distance ||z_i - mu_k||^2, not the distance."
+    if got > EX01_GRID[i]:
+        return "the cosine already exceeds 0.99 at a smaller alpha: scan the grid from its smallest value."
+    return "the cosine is still below 0.99 there: compare NetVLAD(alpha) with vlad(z, mu) at each grid value."
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> list[bool]:
+    return [bool(torch.allclose(x, y, atol=1e-5)) for x, y in zip(a, b, strict=True)]
+
+
+@exercise("01.2", "the NetVLAD descriptors (B, K*D) of the permuted sets")
+def _permuted_netvlad(answer: Any, net: Any, tokens: Any, mask: Any) -> str | None:
+    with torch.no_grad():
+        right = net(tokens, mask)
+    got = torch.as_tensor(_array(answer), dtype=right.dtype)
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of net(tokens, mask), got "
+                         f"{tuple(got.shape)}")
+    same = _same_rows(got, right)
+    if all(same):
+        return None
+    padded = [b for b in range(len(same)) if not bool(mask[b].all())]
+    if not any(same):
+        return "every set changed: permute the token axis N (dim 1) of tokens and mask, not another axis."
+    if set(b for b, s in enumerate(same) if not s) <= set(padded):
+        return ("only the set(s) with padded tokens changed: permute `mask` with the same permutation as "
+                "`tokens` and pass it to net, so that padding stays padding.")
+    return "some descriptors changed: apply one permutation to the N axis of both tokens and mask."
+
+
+@exercise("01.3", "the norms of the K = 3 blocks of the descriptor, 3 numbers")
+def _all_on_ghost(answer: Any, centers: Any, ghost: Any) -> str | None:
+    mu, ghost = torch.as_tensor(centers).double(), torch.as_tensor(ghost).double()
+    gen = torch.Generator().manual_seed(0)
+    on_ghost = ghost + 0.01 * torch.randn(5, mu.shape[1], generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        right = _netvlad_from_centers(mu, 1.0, ghost)(on_ghost[None]).view(len(mu), -1).norm(dim=1).numpy()
+    got = _vector(answer, len(mu), "block norms (one per real center)")
+    if np.allclose(got, right, atol=1e-3):
+        return None
+    if np.allclose(got, 0, atol=1e-3):
+        return ("not zero: the tiny weight that leaks to the nearest real center is rescaled to a unit "
+                "block by the intra-normalisation.")
+    if np.allclose(got, 1 / math.sqrt(len(mu)), atol=1e-3):
+        return ("only the real center nearest the ghost gets a weight above F.normalize's epsilon; the far "
+                "centers' blocks stay zero.")
+    if np.isclose(np.sort(got)[-1], 1, atol=1e-3):
+        return ("one block has norm 1, but not the right one: it is the block of the real center nearest "
+                "the ghost.")
+    return "compute net(tokens).view(K, D).norm(dim=1) on tokens within 0.01 of the ghost center (alpha = 1)."
 
 
 # notebook 02: the text encoder
