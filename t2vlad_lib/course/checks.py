@@ -433,7 +433,80 @@ def _finetune_ratio(answer: Any, timing: Any) -> str | None:
 
 
 # notebook 03: the multi-expert video encoder
-# (checks of notebook 03 go here)
+
+@exercise("03.1", "the mean attention mass a real query gives to the empty audio tokens, one number")
+def _unmasked_attention(answer: Any, encoder: Any, tokens: Any, mask: Any, video: int) -> str | None:
+    layer = encoder.attention.layers[0]
+    real = mask[video]
+    with torch.no_grad():
+        normed = layer.norm1(tokens[video:video + 1])
+        _, att = layer.self_attn(normed, normed, normed, need_weights=True)  # no mask: the port
+        _, att_masked = layer.self_attn(normed, normed, normed, key_padding_mask=~mask[video:video + 1],
+                                        need_weights=True)
+    on_empty = att[0][:, ~real].sum(-1)  # (M,) per query
+    right = float(on_empty[real].mean())
+    got = _number(answer)
+    if math.isclose(got, right, abs_tol=1e-3):
+        return None
+    if math.isclose(got, float(att_masked[0][:, ~real].sum(-1)[real].mean()), abs_tol=1e-4):
+        return "that is with the key-padding mask; the port's layer gets none: call self_attn without it."
+    if math.isclose(got, float(on_empty.mean()), abs_tol=1e-3):
+        return "average over the real queries only (the masked audio queries are discarded)."
+    if math.isclose(got, right / int((~real).sum()), abs_tol=1e-3):
+        return "that is the mean weight of one audio key: sum the weights over the 12 audio keys."
+    if math.isclose(got, right * int(real.sum()), rel_tol=1e-3):
+        return "that is a sum over the real queries: take their mean."
+    return "for each real query, sum its weights on the empty audio keys, then average over the real queries."
+
+
+@exercise("03.2", "the output tokens (B, M, D) of the batch with the appearance tokens permuted")
+def _permuted_experts(answer: Any, encoder: Any, video: Any, perm: Any) -> str | None:
+    with torch.no_grad():
+        out = encoder(video)
+    base = out.tokens
+    app = out.expert_of_token == list(encoder.expert_dims).index("appearance")
+    right = base.clone()
+    right[:, app] = base[:, app][:, perm]
+    got = torch.as_tensor(_array(answer), dtype=right.dtype)
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of encoder(video).tokens, got "
+                         f"{tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-5):
+        return None
+    if torch.allclose(got, base, atol=1e-5):
+        return ("that is the output of the unchanged batch: permute features['appearance'] along its segment "
+                "axis (dim 1) with perm, then run the encoder.")
+    if torch.allclose(got[:, ~app], base[:, ~app], atol=1e-5):
+        return "the other tokens are right, the appearance block is not: permute with `perm`, along dim 1."
+    return ("build the batch with replace(vb, features={**vb.features, 'appearance': ...[:, perm]}) and "
+            "encode it.")
+
+
+EX03_3 = {"dim": 768}
+
+
+@exercise("03.3", "a dict {'proj': ..., 'attention': ..., 'geu': ...} of parameter counts")
+def _encoder_parameters(answer: Any) -> str | None:
+    from ..data import RELEASED_DIMS  # lower layers
+    from ..model.video import VideoEncoder  # a lower layer, as above
+
+    def count(dims: dict, dim: int) -> dict[str, int]:
+        enc = VideoEncoder(dims, dim)
+        return {part: sum(p.numel() for p in getattr(enc, part).parameters())
+                for part in ("proj", "attention", "geu")}
+
+    right = count(RELEASED_DIMS, EX03_3["dim"])
+    got = {str(k): int(v) for k, v in dict(answer).items()}
+    if set(got) != set(right):
+        raise ValueError(f"expected the keys {sorted(right)}, got {sorted(got)}")
+    if got == right:
+        return None
+    if got == count(RELEASED_DIMS, 64):
+        return "that is at D = 64; the question asks for the paper's D = 768."
+    if got["attention"] == right["attention"]:
+        return ("the attention is right but not the per-expert parts: use the eight released experts' "
+                "widths, t2vlad_lib.data.RELEASED_DIMS.")
+    return "build VideoEncoder(RELEASED_DIMS, 768) and sum p.numel() over each part's parameters."
 
 
 # notebook 04: local alignment (T2VLAD)
