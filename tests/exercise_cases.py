@@ -2,6 +2,8 @@
 holds a right answer with the inputs its check cell passes, MISTAKES a typical wrong answer with the words
 its message must hold."""
 
+import copy
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from t2vlad_lib.data import RELEASED_DIMS, RetrievalDataset, load_split
 from t2vlad_lib.data.digitclips import read_attributes
 from t2vlad_lib.model.text import TextEncoder
 from t2vlad_lib.model.video import VideoEncoder
-from t2vlad_lib.model.vlad import NetVLAD, vlad
+from t2vlad_lib.model.vlad import NetVLAD, SharedVLAD, vlad
 
 S = np.array([[0.9, 0.1, 0.3, 0.3], [0.5, 0.5, 0.2, 0.2], [0.7, 0.4, 0.4, 0.0], [0.7, 0.8, 0.3, 0.2]])
 
@@ -197,8 +199,85 @@ MISTAKES_03 = [
 ]
 
 # notebook 04
-RIGHT_04 = []
-MISTAKES_04 = []
+torch.manual_seed(0)
+XVLAD = SharedVLAD(8, 3, 1).eval()
+ZVID, MVID = torch.randn(3, 11, 8), torch.arange(11) < torch.tensor([11, 8, 4]).unsqueeze(1)
+PERM11 = torch.randperm(11, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    V1 = XVLAD.encode_video(ZVID[1:2, PERM11], MVID[1:2, PERM11])
+    V1_MASK_KEPT = XVLAD.encode_video(ZVID[1:2, PERM11], MVID[1:2])
+    V0 = XVLAD.encode_video(ZVID[:1], MVID[:1])
+SHUFFLE4 = {"vlad": XVLAD, "tokens": ZVID, "mask": MVID}
+PROBE_MODEL = SharedVLAD(8, 3, 1).train()
+X_V, MASK_V, PROBE = torch.randn(4, 9, 8), torch.ones(4, 9, dtype=torch.bool), torch.randn(24)
+
+
+_probed = copy.deepcopy(PROBE_MODEL)
+(_probed.text_vlad(X_V, MASK_V, bn=_probed.video_bn, detach_assignment=False) @ PROBE).sum().backward()
+GRAD = _probed.text_vlad.assign_weight.grad
+PROBE_IN = {"model": PROBE_MODEL, "tokens": X_V, "mask": MASK_V, "probe": PROBE}
+
+
+class _Texts:
+    """A stand-in for a test split's TextBatch: 8 captions over a 6-piece vocabulary."""
+
+    input_ids = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 2, 2, 3, 1, 5], [0, 1, 2, 5, 5, 5], [0, 1, 2, 3, 5, 5],
+                              [0, 3, 1, 2, 3, 5], [0, 2, 1, 1, 5, 5], [0, 3, 2, 5, 5, 5], [0, 1, 3, 2, 4, 5]])
+
+    def to(self, device):
+        return self
+
+
+class _Model(torch.nn.Module):
+    """A stand-in for the trained model: fixed random tokens, the library's SharedVLAD."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.vlad = SharedVLAD(4, 2, 1, assignment="bias").eval()
+        with torch.no_grad():  # logits = the first 3 coordinates of a token; the third is the ghost's
+            self.vlad.text_vlad.assign_weight.copy_(torch.eye(4, 3))
+        table = torch.randn(6, 4)
+        table[4] = torch.tensor([0.0, 0.0, 4.0, 0.0])  # "##ward": on the ghost
+        self.tokens = table[_Texts.input_ids] + 0.1 * torch.randn(8, 6, 4)
+
+    def text_tokens(self, texts):
+        return self.tokens, texts.input_ids != 5  # piece 5 is [PAD]
+
+
+class _Tokenizer:
+    def convert_ids_to_tokens(self, ids):
+        return [["[CLS]", "a", "red", "seven", "##ward", "[PAD]"][i] for i in ids]
+
+
+GHOST_IN = {"model": _Model(), "texts": _Texts(), "tokenizer": _Tokenizer()}
+with torch.no_grad():
+    _tok, _mask = GHOST_IN["model"].text_tokens(_Texts())
+    _, _a = GHOST_IN["model"].vlad.encode_text(_tok, _mask, return_assignments=True)
+_table = pd.DataFrame({"piece": _Tokenizer().convert_ids_to_tokens(_Texts.input_ids[_mask].tolist()),
+                       "ghost": (1 - _a.sum(-1))[_mask].numpy(), "last": _a[..., -1][_mask].numpy()})
+_stats = _table.groupby("piece")["ghost"].agg(["mean", "count"])
+GHOST_RANKING = _stats.query("count >= 5").sort_values("mean", ascending=False).index.tolist()
+RARE_TOP = _stats.sort_values("mean", ascending=False).index[0]
+RIGHT_04 = [
+    ("04.1", 5 / math.sqrt(82), {}),
+    ("04.2", V1, SHUFFLE4),
+    ("04.3", GRAD, PROBE_IN),
+    ("04.4", GHOST_RANKING[0], GHOST_IN),
+]
+MISTAKES_04 = [
+    ("04.1", 2 / math.sqrt(10), {}, "ln 3"),
+    ("04.1", 10 / math.sqrt(82), {}, "sum of the K"),
+    ("04.1", 0.82 / math.sqrt(1.64 * 0.82), {}, "intra-normalisation"),
+    ("04.2", V1_MASK_KEPT, SHUFFLE4, "permute the mask"),
+    ("04.2", V0, SHUFFLE4, "that is video 0"),
+    ("04.3", torch.zeros_like(GRAD), PROBE_IN, "detaches c_k"),
+    ("04.3", 2 * GRAD, PROBE_IN, "backward ran twice"),
+    ("04.3", 1.0, PROBE_IN, "should be the gradient"),
+    ("04.4", GHOST_RANKING[-1], GHOST_IN, "smallest ghost share"),
+    ("04.4", RARE_TOP, GHOST_IN, "rare"),
+    ("04.4", 3, GHOST_IN, "should be the wordpiece"),
+]
 
 # notebook 05
 RIGHT_05 = [("05.2", 0.425, {})]

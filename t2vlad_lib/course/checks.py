@@ -510,7 +510,103 @@ def _encoder_parameters(answer: Any) -> str | None:
 
 
 # notebook 04: local alignment (T2VLAD)
-# (checks of notebook 04 go here)
+
+EX04_1 = {"log_scale": math.log(9), "words": ((1.0, 0.0), (0.0, 1.0)), "video": ((1.0, 0.0),)}
+
+
+def _toy_local(log_scale: float, intra: bool = True, mean: bool = True) -> float:
+    """s_local of notebook 04's 2-D example: c_k = log_scale e_k, no bias, no ghost, c'_k = 0."""
+    def blocks(z: torch.Tensor) -> torch.Tensor:
+        a = torch.softmax(log_scale * z, -1)
+        g = a.T @ z  # (K, D): sum_i a_ik (z_i - 0)
+        return torch.nn.functional.normalize(g, dim=-1) if intra else g
+
+    gt = blocks(torch.tensor(EX04_1["words"], dtype=torch.float64))
+    gv = blocks(torch.tensor(EX04_1["video"], dtype=torch.float64))
+    t = torch.nn.functional.normalize(gt.flatten(), dim=0)
+    v = torch.nn.functional.normalize(gv.flatten(), dim=0)
+    return float(t @ v) * (1 if mean else len(gt))
+
+
+@exercise("04.1", "s_local as one number")
+def _toy_s_local(answer: Any) -> str | None:
+    got = _number(answer)
+    if math.isclose(got, _toy_local(EX04_1["log_scale"]), abs_tol=1e-3):
+        return None
+    if math.isclose(got, _toy_local(math.log(3)), abs_tol=1e-3):
+        return "that is s_local with ln 3, the example of section 1: set the assignment weights to ln 9."
+    if math.isclose(got, _toy_local(EX04_1["log_scale"], mean=False), abs_tol=1e-3):
+        return "that is the sum of the K per-center cosines: s_local is their mean."
+    if math.isclose(got, _toy_local(EX04_1["log_scale"], intra=False), abs_tol=1e-3):
+        return "normalise each block g_k (intra-normalisation) before the final L2."
+    return "the assignments are (9/10, 1/10) and (1/10, 9/10): redo the two blocks of each side."
+
+
+@exercise("04.2", "the video vector (1, K*D) of the shuffled tokens of video 1")
+def _shuffled_video(answer: Any, vlad: Any, tokens: Any, mask: Any) -> str | None:
+    with torch.no_grad():
+        right = vlad.encode_video(tokens[1:2], mask[1:2])
+    got = torch.as_tensor(_array(answer), dtype=right.dtype).reshape(-1, right.shape[-1])
+    if got.shape != right.shape:
+        raise ValueError(f"expected one video vector of shape {tuple(right.shape)}, got {tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-5):
+        return None
+    with torch.no_grad():
+        if torch.allclose(got, vlad.encode_video(tokens[:1], mask[:1]), atol=1e-5):
+            return "that is video 0: shuffle z_video[1] (8 real tokens, 3 padded) and m_video[1]."
+    return ("the vector changed: permute the mask with the same permutation as the tokens, so that the 3 "
+            "padded tokens stay padded.")
+
+
+@exercise("04.3", "the gradient of text_vlad.assign_weight, a (D, K+G) tensor")
+def _video_gradient(answer: Any, model: Any, tokens: Any, mask: Any, probe: Any) -> str | None:
+    import copy
+
+    if not torch.is_tensor(answer):
+        raise TypeError(f"expected a tensor (assign_weight.grad), got {type(answer).__name__}")
+    fresh = copy.deepcopy(model)
+    fresh.zero_grad(set_to_none=True)
+    (fresh.text_vlad(tokens, mask, bn=fresh.video_bn, detach_assignment=False) @ probe).sum().backward()
+    right = fresh.text_vlad.assign_weight.grad
+    got = answer.detach()
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of assign_weight, got {tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-6, rtol=1e-4):
+        return None
+    if not bool(got.abs().sum() > 0):
+        return ("the gradient is zero: the video branch detaches c_k unless you pass detach_assignment=False "
+                "to text_vlad.")
+    if torch.allclose(got, 2 * right, atol=1e-6, rtol=1e-4):
+        return "that is twice the gradient: backward ran twice; zero the gradients (or rebuild m) first."
+    return "run the video branch once on x_v, take <output, probe> summed, and call backward()."
+
+
+@exercise("04.4", "the wordpiece with the largest mean ghost share, a string")
+def _ghost_wordpiece(answer: Any, model: Any, texts: Any, tokenizer: Any) -> str | None:
+    import pandas as pd
+
+    if not isinstance(answer, str):
+        raise TypeError(f"expected a string, got {type(answer).__name__}")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        tokens, tmask = model.text_tokens(texts.to(device))
+        _, a = model.vlad.encode_text(tokens, tmask, return_assignments=True)
+    ids = texts.input_ids.to(device)
+    table = pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids[tmask].tolist()),
+                          "ghost": (1 - a.sum(-1))[tmask].cpu().numpy(),
+                          "last": a[..., -1][tmask].cpu().numpy()})
+    stats = table.groupby("piece")["ghost"].agg(["mean", "count"])
+    ranked = stats.query("count >= 5").sort_values("mean", ascending=False)
+    if answer == ranked.index[0]:
+        return None
+    if answer == stats.sort_values("mean", ascending=False).index[0]:
+        return "that wordpiece is rare: rank only the wordpieces seen at least 5 times."
+    if answer == ranked.index[-1]:
+        return "that is the wordpiece with the smallest ghost share: sort in decreasing order."
+    if answer == table.groupby("piece")["last"].mean()[ranked.index].idxmax():
+        return ("the assignments returned by encode_text hold the K real centers only: the ghost share is 1 "
+                "minus their sum.")
+    return "average the ghost share 1 - sum_k a_ik per wordpiece over the real tokens, keep count >= 5."
 
 
 # notebook 05: global alignment
