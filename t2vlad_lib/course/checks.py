@@ -115,20 +115,498 @@ def _optimistic_ranks(answer: Any, sims: Any) -> str | None:
             "is strictly above the true video's.")
 
 
+def _two_captions(sims: np.ndarray, interleaved: bool = True) -> np.ndarray:
+    """Exercise 00.2's (2N, N) matrix: caption 2j is row j of ``sims``, caption 2j+1 half of it."""
+    if not interleaved:  # the usual slip: the second captions as a block under the first ones
+        return np.vstack([sims, 0.5 * sims])
+    out = np.empty((2 * len(sims), sims.shape[1]))
+    out[0::2], out[1::2] = sims, 0.5 * sims
+    return out
+
+
+@exercise("00.2", "a pair (number of t2v queries, the v2t ranks of the 4 videos)")
+def _masked_captions(answer: Any, sims: Any) -> str | None:
+    from ..core.metrics import t2v_ranks, v2t_ranks  # a lower layer, imported where the check needs it
+
+    sims = np.asarray(sims, dtype=float)
+    mask = np.ones((len(sims), 2), bool)
+    mask[-1, 1] = False  # the second caption of the last video is missing
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        raise ValueError("expected a pair (count, ranks)")
+    n_queries, ranks = _number(answer[0]), _vector(answer[1], len(sims), "v2t ranks (one per video)")
+    s2 = _two_captions(sims)
+    right_n, right_ranks = len(t2v_ranks(s2, mask)), v2t_ranks(s2, mask)
+    if n_queries == 2 * len(sims):
+        return "a caption marked missing in query_masks is not a query: count only the captions that exist."
+    if n_queries != right_n:
+        return f"there are {2 * len(sims)} captions and one is missing: count the t2v queries that remain."
+    if np.allclose(ranks, right_ranks):
+        return None
+    if np.allclose(ranks, v2t_ranks(_two_captions(sims, False), mask)):
+        return ("the captions of video j are rows 2j and 2j+1 (interleaved: S2[0::2] = S, "
+                "S2[1::2] = 0.5 * S), not S stacked above 0.5 * S.")
+    return "the count is right but the v2t ranks are not: use v2t_ranks on the (8, 4) matrix with the mask."
+
+
+@exercise("00.3", "a dict {number of actors: number of videos}")
+def _actor_counts(answer: Any, specs: Any) -> str | None:
+    from collections import Counter
+
+    right = Counter(len(spec["actors"]) for spec in specs.values())
+    got = {int(k): int(v) for k, v in dict(answer).items()}
+    if got == dict(right):
+        return None
+    total = sum(got.values())
+    if total != len(specs):
+        return (f"your counts cover {total} videos: the shipped sample has {len(specs)} videos in its three "
+                "splits, and `specs` (attributes.json) holds them all.")
+    return ("count len(spec['actors']) per video: every actor of every shot, including one that leaves or "
+            "enters during the clip.")
+
+
+def _sides_combined() -> set[str]:
+    """The course map's boxes whose result depends on both the caption and the video, from its arrows: an
+    arrow labelled t / F_e^text (v / F_e^video) carries the text (video) side, an unlabelled one all that
+    its source has seen; a box that passes each side on separately (the shared VLAD) combines nothing."""
+    from .figures import ARROWS, BOXES  # same layer; the figure's own graph
+
+    seen = {"caption": {"text"}, "experts": {"video"}}
+
+    def carried(arrow) -> set[str]:
+        label = arrow.label.replace("$", "")
+        if label.startswith(("t", "F_e^{text}")):
+            return {"text"}
+        if label.startswith(("v", "F_e^{video}")):
+            return {"video"}
+        return seen.get(arrow.src, set())
+
+    for _ in BOXES:  # relax until stable (the map is a small DAG)
+        for box in BOXES:
+            incoming = [a for a in ARROWS if a.dst == box]
+            if incoming:
+                seen[box] = set().union(*(carried(a) for a in incoming))
+    separate = {b for b in BOXES if (out := [a for a in ARROWS if a.src == b]) and all(a.label for a in out)}
+    return {b for b in BOXES if seen.get(b) == {"text", "video"} and b not in separate}
+
+
+@exercise("00.4", "a list of the course map's box titles (as printed in the figure)")
+def _both_sides(answer: Any) -> str | None:
+    from .figures import BOXES  # same layer
+
+    if isinstance(answer, str) or not all(isinstance(name, str) for name in answer):
+        raise TypeError("expected a list of strings")
+
+    def box_of(name: str) -> str | None:
+        name = name.strip().lower()
+        hits = [key for key, box in BOXES.items() if name and (box.title.lower().startswith(name)
+                                                                or name == key.lower())]
+        return hits[0] if len(hits) == 1 else None
+
+    keys = [box_of(name) for name in answer]
+    unknown = [name for name, key in zip(answer, keys, strict=True) if key is None]
+    if unknown:
+        return (f"{unknown} name no single box: use the titles printed in the figure (e.g. 'local "
+                "similarity').")
+    got, right = set(keys), _sides_combined()
+    if got == right:
+        return None
+    if "vlad" in got:
+        return ("the shared VLAD uses one set of centers for both sides, but it aggregates each side's "
+                "tokens alone (eqs. 2 and 3): t never reads a video token, nor v a word.")
+    if "text_global" in got:
+        return "the global text head reads only t: F_e^text and w_e come from the caption alone."
+    if got - right:
+        return f"{sorted(BOXES[k].title for k in got - right)} see one side only: follow the arrows up."
+    return (f"{len(right - got)} box(es) are missing: every box below the first one that mixes t and v also "
+            "depends on both.")
+
+
 # notebook 01: VLAD to NetVLAD
-# (checks of notebook 01 go here)
+
+def _netvlad_from_centers(mu: torch.Tensor, alpha: float, ghosts: torch.Tensor | None = None):
+    """The notebook's NetVLAD with assignment softmax_k(-alpha ||z - mu_k||^2) (eq. c) and c'_k = mu_k."""
+    from ..model.vlad import NetVLAD  # a lower layer, imported where the checks need it
+
+    every = mu if ghosts is None else torch.cat([mu, ghosts])
+    net = NetVLAD(mu.shape[1], len(mu), ghost_clusters=len(every) - len(mu), assignment="bias")
+    net = net.to(mu.dtype).eval()
+    with torch.no_grad():
+        net.assign_weight.copy_(2 * alpha * every.T)
+        net.assign_bias.copy_(-alpha * every.pow(2).sum(1))
+        net.centers.copy_(mu)
+    return net
+
+
+EX01_GRID = np.logspace(-2, 2, 41)
+
+
+@exercise("01.1", "the smallest alpha of the grid, one number")
+def _alpha_threshold(answer: Any, centers: Any, points: Any) -> str | None:
+    from ..model.vlad import vlad  # a lower layer
+
+    mu, z = torch.as_tensor(centers).double(), torch.as_tensor(points).double()
+    hard = vlad(z[None], mu)[0]
+
+    def cosines(squared: bool = True) -> list[float]:
+        out = []
+        for a in EX01_GRID:
+            if squared:
+                soft = _netvlad_from_centers(mu, float(a))(z[None])[0]
+            else:  # the slip: -alpha ||z - mu_k|| instead of its square
+                a_ik = torch.softmax(-a * torch.cdist(z, mu), -1)
+                g = torch.nn.functional.normalize(a_ik.T @ z - a_ik.sum(0)[:, None] * mu, dim=-1)
+                soft = torch.nn.functional.normalize(g.flatten(), dim=0)
+            out.append(float(soft @ hard))
+        return out
+
+    with torch.no_grad():
+        cos = cosines()
+    i = next(j for j, c in enumerate(cos) if c > 0.99)
+    got = _number(answer)
+    if math.isclose(got, EX01_GRID[i], rel_tol=5e-3):
+        return None
+    if 0.99 < got <= 1.0 and any(math.isclose(got, c, abs_tol=5e-4) for c in cos):
+        return "that is a cosine; `answer` is the alpha at which the cosine first exceeds 0.99."
+    if got in (i, i + 1):
+        return "that is the position in the grid; `answer` is the grid value alpha itself."
+    if math.isclose(got, math.log10(EX01_GRID[i]), abs_tol=1e-3):
+        return "that is log10(alpha); `answer` is alpha itself."
+    if i > 0 and math.isclose(got, EX01_GRID[i - 1], rel_tol=5e-3):
+        return "at that alpha the cosine is still below 0.99: take the first grid value above 0.99."
+    with torch.no_grad():
+        plain = cosines(squared=False)
+    j = next((j for j, c in enumerate(plain) if c > 0.99), None)
+    if j is not None and math.isclose(got, EX01_GRID[j], rel_tol=5e-3):
+        return "eq. (c) uses the squared distance ||z_i - mu_k||^2, not the distance."
+    if got > EX01_GRID[i]:
+        return "the cosine already exceeds 0.99 at a smaller alpha: scan the grid from its smallest value."
+    return "the cosine is still below 0.99 there: compare NetVLAD(alpha) with vlad(z, mu) at each grid value."
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> list[bool]:
+    return [bool(torch.allclose(x, y, atol=1e-5)) for x, y in zip(a, b, strict=True)]
+
+
+@exercise("01.2", "the NetVLAD descriptors (B, K*D) of the permuted sets")
+def _permuted_netvlad(answer: Any, net: Any, tokens: Any, mask: Any) -> str | None:
+    with torch.no_grad():
+        right = net(tokens, mask)
+    got = torch.as_tensor(_array(answer), dtype=right.dtype)
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of net(tokens, mask), got "
+                         f"{tuple(got.shape)}")
+    same = _same_rows(got, right)
+    if all(same):
+        return None
+    padded = [b for b in range(len(same)) if not bool(mask[b].all())]
+    if not any(same):
+        return "every set changed: permute the token axis N (dim 1) of tokens and mask, not another axis."
+    if set(b for b, s in enumerate(same) if not s) <= set(padded):
+        return ("only the set(s) with padded tokens changed: permute `mask` with the same permutation as "
+                "`tokens` and pass it to net, so that padding stays padding.")
+    return "some descriptors changed: apply one permutation to the N axis of both tokens and mask."
+
+
+@exercise("01.3", "the norms of the K = 3 blocks of the descriptor, 3 numbers")
+def _all_on_ghost(answer: Any, centers: Any, ghost: Any) -> str | None:
+    mu, ghost = torch.as_tensor(centers).double(), torch.as_tensor(ghost).double()
+    gen = torch.Generator().manual_seed(0)
+    on_ghost = ghost + 0.01 * torch.randn(5, mu.shape[1], generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        right = _netvlad_from_centers(mu, 1.0, ghost)(on_ghost[None]).view(len(mu), -1).norm(dim=1).numpy()
+    got = _vector(answer, len(mu), "block norms (one per real center)")
+    if np.allclose(got, right, atol=1e-3):
+        return None
+    if np.allclose(got, 0, atol=1e-3):
+        return ("not zero: the tiny weight that leaks to the nearest real center is rescaled to a unit "
+                "block by the intra-normalisation.")
+    if np.allclose(got, 1 / math.sqrt(len(mu)), atol=1e-3):
+        return ("only the real center nearest the ghost gets a weight above F.normalize's epsilon; the far "
+                "centers' blocks stay zero.")
+    if np.isclose(np.sort(got)[-1], 1, atol=1e-3):
+        return ("one block has norm 1, but not the right one: it is the block of the real center nearest "
+                "the ghost.")
+    return "compute net(tokens).view(K, D).norm(dim=1) on tokens within 0.01 of the ghost center (alpha = 1)."
 
 
 # notebook 02: the text encoder
-# (checks of notebook 02 go here)
+
+EX02_1 = "A Purple 8 zig-zags past the Hubble deep field"
+
+
+@exercise("02.1", "the number of wordpieces, one integer")
+def _wordpieces(answer: Any, tokenizer: Any) -> str | None:
+    right = len(tokenizer.tokenize(EX02_1))
+    got = _number(answer)
+    if got == right:
+        return None
+    if got == right + 2:
+        return "that counts [CLS] and [SEP] too: count the caption's own wordpieces (tok.tokenize)."
+    if got == len(EX02_1.split()):
+        return "that is the number of words: rare words are cut into several wordpieces (tok.tokenize)."
+    if got == len(tokenizer.tokenize(EX02_1.replace("-", " "))) or got == right - 1:
+        return "the hyphen is a wordpiece of its own: count it."
+    return "count the items of tok.tokenize(caption), on the caption exactly as given."
+
+
+def _vlads(netvlad: Any, encoder: Any, caption: str, length: int) -> tuple[torch.Tensor, ...]:
+    """(masked, raw states unmasked as in the port, zeroed states unmasked) VLADs of one caption at L."""
+    batch = encoder.tokenize([caption], length)
+    with torch.inference_mode():
+        states, mask = encoder(batch.input_ids, batch.attention_mask)
+        raw = encoder.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return netvlad(states, mask), netvlad(raw), netvlad(states), states, mask
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+@exercise("02.2", "the cosine between the unmasked VLAD vectors at L = 16 and L = 32, one number")
+def _unmasked_padding(answer: Any, netvlad: Any, encoder: Any, caption: str) -> str | None:
+    m16, raw16, zero16, *_ = _vlads(netvlad, encoder, caption, 16)
+    m32, raw32, zero32, *_ = _vlads(netvlad, encoder, caption, 32)
+    got = _number(answer)
+    if math.isclose(got, _cos(raw16, raw32), abs_tol=1e-3):
+        return None
+    if math.isclose(got, 1.0, abs_tol=1e-4):
+        return ("1 is the masked vector, which does not move with L; compare the unmasked ones, netvlad(raw) "
+                "of enc.model(...).last_hidden_state at L = 16 and L = 32.")
+    if math.isclose(got, _cos(zero16, zero32), abs_tol=1e-3):
+        return ("those are the zeroed [PAD] states of TextEncoder fed unmasked; the port feeds the raw "
+                "states enc.model(...).last_hidden_state.")
+    if any(math.isclose(got, _cos(a, b), abs_tol=1e-3) for a in (raw16, raw32) for b in (m16, m32)):
+        return ("that compares an unmasked vector with the masked one: compare unmasked L = 16 with "
+                "unmasked L = 32.")
+    return "compute both unmasked vectors with the same netvlad (nv) and take their cosine."
+
+
+@exercise("02.3", "the cosine between the VLAD vectors with and without [CLS]/[SEP], one number")
+def _words_only(answer: Any, netvlad: Any, encoder: Any, caption: str) -> str | None:
+    *_, states, mask = _vlads(netvlad, encoder, caption, 16)
+    last = int(mask.sum()) - 1  # [SEP]: the last real position
+
+    def without(*positions: int) -> float:
+        kept = mask.clone()
+        kept[0, list(positions)] = False
+        with torch.inference_mode():
+            return _cos(netvlad(states, mask), netvlad(states, kept))
+
+    got = _number(answer)
+    if math.isclose(got, without(0, last), abs_tol=1e-3):
+        return None
+    if math.isclose(got, without(0), abs_tol=1e-3):
+        return "that drops [CLS] only: drop [SEP] too (the last real position)."
+    if math.isclose(got, without(last), abs_tol=1e-3):
+        return "that drops [SEP] only: drop [CLS] (position 0) too."
+    if math.isclose(got, 1.0, abs_tol=1e-5):
+        return ("nothing changed: [SEP] is the last *real* position (mask.sum() - 1), not the last position "
+                "of the padded row, and [CLS] is position 0.")
+    return "keep the mask of section 5 but set it False at [CLS] (position 0) and [SEP] (mask.sum() - 1)."
+
+
+EX02_4 = {"strings": 27_000, "epochs": 20, "captions_per_epoch": 3_000}
+
+
+@exercise("02.4", "the ratio (fine-tuned encoder time of 20 epochs) / (one frozen pass), one number")
+def _finetune_ratio(answer: Any, timing: Any) -> str | None:
+    frozen, full = "frozen (inference_mode)", "fine-tune all (fwd+bwd)"
+    once = EX02_4["strings"] * timing.loc[frozen, "total (s)"]
+    steps = EX02_4["epochs"] * EX02_4["captions_per_epoch"]
+    right = steps * timing.loc[full, "total (s)"] / once
+    got = _number(answer)
+    if math.isclose(got, right, rel_tol=0.02):
+        return None
+    if math.isclose(got, 1 / right, rel_tol=0.02):
+        return "that is the inverse: fine-tuned time divided by the one frozen pass."
+    if math.isclose(got, right / EX02_4["epochs"], rel_tol=0.02):
+        return "that is one epoch of fine-tuning: the question asks for 20 epochs."
+    if math.isclose(got, timing.loc[full, "x frozen"], rel_tol=0.02):
+        return ("that is the cost of one step; scale it by the number of captions each side encodes "
+                "(20 x 3,000 fine-tuned against 27,000 once).")
+    if math.isclose(got, steps * timing.loc[full, "forward (s)"] / once, rel_tol=0.02):
+        return "fine-tuning pays a forward and a backward pass: use the total (s) column."
+    top2 = timing.loc["finetune_top_layers=2 (fwd+bwd)", "total (s)"]
+    if math.isclose(got, steps * top2 / once, rel_tol=0.02):
+        return "that is the top-2 row: the question is about fine-tuning all layers."
+    return "divide 20 x 3,000 captions at the fine-tune-all cost per caption by 27,000 at the frozen cost."
 
 
 # notebook 03: the multi-expert video encoder
-# (checks of notebook 03 go here)
+
+@exercise("03.1", "the mean attention mass a real query gives to the empty audio tokens, one number")
+def _unmasked_attention(answer: Any, encoder: Any, tokens: Any, mask: Any, video: int) -> str | None:
+    layer = encoder.attention.layers[0]
+    real = mask[video]
+    with torch.no_grad():
+        normed = layer.norm1(tokens[video:video + 1])
+        _, att = layer.self_attn(normed, normed, normed, need_weights=True)  # no mask: the port
+        _, att_masked = layer.self_attn(normed, normed, normed, key_padding_mask=~mask[video:video + 1],
+                                        need_weights=True)
+    on_empty = att[0][:, ~real].sum(-1)  # (M,) per query
+    right = float(on_empty[real].mean())
+    got = _number(answer)
+    if math.isclose(got, right, abs_tol=1e-3):
+        return None
+    if math.isclose(got, float(att_masked[0][:, ~real].sum(-1)[real].mean()), abs_tol=1e-4):
+        return "that is with the key-padding mask; the port's layer gets none: call self_attn without it."
+    if math.isclose(got, float(on_empty.mean()), abs_tol=1e-3):
+        return "average over the real queries only (the masked audio queries are discarded)."
+    if math.isclose(got, right / int((~real).sum()), abs_tol=1e-3):
+        return "that is the mean weight of one audio key: sum the weights over the 12 audio keys."
+    if math.isclose(got, right * int(real.sum()), rel_tol=1e-3):
+        return "that is a sum over the real queries: take their mean."
+    return "for each real query, sum its weights on the empty audio keys, then average over the real queries."
+
+
+@exercise("03.2", "the output tokens (B, M, D) of the batch with the appearance tokens permuted")
+def _permuted_experts(answer: Any, encoder: Any, video: Any, perm: Any) -> str | None:
+    with torch.no_grad():
+        out = encoder(video)
+    base = out.tokens
+    app = out.expert_of_token == list(encoder.expert_dims).index("appearance")
+    right = base.clone()
+    right[:, app] = base[:, app][:, perm]
+    got = torch.as_tensor(_array(answer), dtype=right.dtype)
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of encoder(video).tokens, got "
+                         f"{tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-5):
+        return None
+    if torch.allclose(got, base, atol=1e-5):
+        return ("that is the output of the unchanged batch: permute features['appearance'] along its segment "
+                "axis (dim 1) with perm, then run the encoder.")
+    if torch.allclose(got[:, ~app], base[:, ~app], atol=1e-5):
+        return "the other tokens are right, the appearance block is not: permute with `perm`, along dim 1."
+    return ("build the batch with replace(vb, features={**vb.features, 'appearance': ...[:, perm]}) and "
+            "encode it.")
+
+
+EX03_3 = {"dim": 768}
+
+
+@exercise("03.3", "a dict {'proj': ..., 'attention': ..., 'geu': ...} of parameter counts")
+def _encoder_parameters(answer: Any) -> str | None:
+    from ..data import RELEASED_DIMS  # lower layers
+    from ..model.video import VideoEncoder  # a lower layer, as above
+
+    def count(dims: dict, dim: int) -> dict[str, int]:
+        enc = VideoEncoder(dims, dim)
+        return {part: sum(p.numel() for p in getattr(enc, part).parameters())
+                for part in ("proj", "attention", "geu")}
+
+    right = count(RELEASED_DIMS, EX03_3["dim"])
+    got = {str(k): int(v) for k, v in dict(answer).items()}
+    if set(got) != set(right):
+        raise ValueError(f"expected the keys {sorted(right)}, got {sorted(got)}")
+    if got == right:
+        return None
+    if got == count(RELEASED_DIMS, 64):
+        return "that is at D = 64; the question asks for the paper's D = 768."
+    if got["attention"] == right["attention"]:
+        return ("the attention is right but not the per-expert parts: use the eight released experts' "
+                "widths, t2vlad_lib.data.RELEASED_DIMS.")
+    return "build VideoEncoder(RELEASED_DIMS, 768) and sum p.numel() over each part's parameters."
 
 
 # notebook 04: local alignment (T2VLAD)
-# (checks of notebook 04 go here)
+
+EX04_1 = {"log_scale": math.log(9), "words": ((1.0, 0.0), (0.0, 1.0)), "video": ((1.0, 0.0),)}
+
+
+def _toy_local(log_scale: float, intra: bool = True, mean: bool = True) -> float:
+    """s_local of notebook 04's 2-D example: c_k = log_scale e_k, no bias, no ghost, c'_k = 0."""
+    def blocks(z: torch.Tensor) -> torch.Tensor:
+        a = torch.softmax(log_scale * z, -1)
+        g = a.T @ z  # (K, D): sum_i a_ik (z_i - 0)
+        return torch.nn.functional.normalize(g, dim=-1) if intra else g
+
+    gt = blocks(torch.tensor(EX04_1["words"], dtype=torch.float64))
+    gv = blocks(torch.tensor(EX04_1["video"], dtype=torch.float64))
+    t = torch.nn.functional.normalize(gt.flatten(), dim=0)
+    v = torch.nn.functional.normalize(gv.flatten(), dim=0)
+    return float(t @ v) * (1 if mean else len(gt))
+
+
+@exercise("04.1", "s_local as one number")
+def _toy_s_local(answer: Any) -> str | None:
+    got = _number(answer)
+    if math.isclose(got, _toy_local(EX04_1["log_scale"]), abs_tol=1e-3):
+        return None
+    if math.isclose(got, _toy_local(math.log(3)), abs_tol=1e-3):
+        return "that is s_local with ln 3, the example of section 1: set the assignment weights to ln 9."
+    if math.isclose(got, _toy_local(EX04_1["log_scale"], mean=False), abs_tol=1e-3):
+        return "that is the sum of the K per-center cosines: s_local is their mean."
+    if math.isclose(got, _toy_local(EX04_1["log_scale"], intra=False), abs_tol=1e-3):
+        return "normalise each block g_k (intra-normalisation) before the final L2."
+    return "the assignments are (9/10, 1/10) and (1/10, 9/10): redo the two blocks of each side."
+
+
+@exercise("04.2", "the video vector (1, K*D) of the shuffled tokens of video 1")
+def _shuffled_video(answer: Any, vlad: Any, tokens: Any, mask: Any) -> str | None:
+    with torch.no_grad():
+        right = vlad.encode_video(tokens[1:2], mask[1:2])
+    got = torch.as_tensor(_array(answer), dtype=right.dtype).reshape(-1, right.shape[-1])
+    if got.shape != right.shape:
+        raise ValueError(f"expected one video vector of shape {tuple(right.shape)}, got {tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-5):
+        return None
+    with torch.no_grad():
+        if torch.allclose(got, vlad.encode_video(tokens[:1], mask[:1]), atol=1e-5):
+            return "that is video 0: shuffle z_video[1] (8 real tokens, 3 padded) and m_video[1]."
+    return ("the vector changed: permute the mask with the same permutation as the tokens, so that the 3 "
+            "padded tokens stay padded.")
+
+
+@exercise("04.3", "the gradient of text_vlad.assign_weight, a (D, K+G) tensor")
+def _video_gradient(answer: Any, model: Any, tokens: Any, mask: Any, probe: Any) -> str | None:
+    import copy
+
+    if not torch.is_tensor(answer):
+        raise TypeError(f"expected a tensor (assign_weight.grad), got {type(answer).__name__}")
+    fresh = copy.deepcopy(model)
+    fresh.zero_grad(set_to_none=True)
+    (fresh.text_vlad(tokens, mask, bn=fresh.video_bn, detach_assignment=False) @ probe).sum().backward()
+    right = fresh.text_vlad.assign_weight.grad
+    got = answer.detach()
+    if got.shape != right.shape:
+        raise ValueError(f"expected the shape {tuple(right.shape)} of assign_weight, got {tuple(got.shape)}")
+    if torch.allclose(got, right, atol=1e-6, rtol=1e-4):
+        return None
+    if not bool(got.abs().sum() > 0):
+        return ("the gradient is zero: the video branch detaches c_k unless you pass detach_assignment=False "
+                "to text_vlad.")
+    if torch.allclose(got, 2 * right, atol=1e-6, rtol=1e-4):
+        return "that is twice the gradient: backward ran twice; zero the gradients (or rebuild m) first."
+    return "run the video branch once on x_v, take <output, probe> summed, and call backward()."
+
+
+@exercise("04.4", "the wordpiece with the largest mean ghost share, a string")
+def _ghost_wordpiece(answer: Any, model: Any, texts: Any, tokenizer: Any) -> str | None:
+    import pandas as pd
+
+    if not isinstance(answer, str):
+        raise TypeError(f"expected a string, got {type(answer).__name__}")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        tokens, tmask = model.text_tokens(texts.to(device))
+        _, a = model.vlad.encode_text(tokens, tmask, return_assignments=True)
+    ids = texts.input_ids.to(device)
+    table = pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids[tmask].tolist()),
+                          "ghost": (1 - a.sum(-1))[tmask].cpu().numpy(),
+                          "last": a[..., -1][tmask].cpu().numpy()})
+    stats = table.groupby("piece")["ghost"].agg(["mean", "count"])
+    ranked = stats.query("count >= 5").sort_values("mean", ascending=False)
+    if answer == ranked.index[0]:
+        return None
+    if answer == stats.sort_values("mean", ascending=False).index[0]:
+        return "that wordpiece is rare: rank only the wordpieces seen at least 5 times."
+    if answer == ranked.index[-1]:
+        return "that is the wordpiece with the smallest ghost share: sort in decreasing order."
+    if answer == table.groupby("piece")["last"].mean()[ranked.index].idxmax():
+        return ("the assignments returned by encode_text hold the K real centers only: the ghost share is 1 "
+                "minus their sum.")
+    return "average the ghost share 1 - sum_k a_ik per wordpiece over the real tokens, keep count >= 5."
 
 
 # notebook 05: global alignment
