@@ -139,7 +139,7 @@ def _optimistic_ranks(answer: Any, sims: Any) -> str | None:
 # notebook 05: global alignment
 
 @exercise("05.1", "the mean audio weight of the test captions that name a sound minus that of the other test "
-                  "captions (one number)")
+                  "captions, one number")
 def _sound_audio_weight(answer: Any, weights: Any, experts: Any, captions: Any) -> str | None:
     w = _array(weights)  # (N_t, E) expert weights w_e of the test captions
     sound = np.array([any(kind == "sound" for kind, _ in parse_bag(c.split())) for c in captions])
@@ -227,7 +227,7 @@ def _encoder_passes(answer: Any) -> str | None:
 
 # notebook 06: training
 
-@exercise("06.1", "the paper's max-margin loss of S at m = 0.02 (one number)")
+@exercise("06.1", "the paper's max-margin loss of S at m = 0.02, one number")
 def _paper_loss_by_hand(answer: Any, sims: Any) -> str | None:
     sims = torch.as_tensor(_array(sims), dtype=torch.float64)
     b, m = len(sims), 0.02
@@ -311,7 +311,7 @@ def _two_losses(answer: Any, runs: Any) -> str | None:
             "epoch.")
 
 
-@exercise("06.3", "the epoch (as history.json numbers them) that validation v2t R@1 would select")
+@exercise("06.3", "the epoch that validation v2t R@1 would select, numbered as in history.json")
 def _v2t_epoch(answer: Any, history: Any) -> str | None:
     v2t = history["val_v2t_R1"]  # a DataFrame indexed by epoch (1-based)
     got = _number(answer)
@@ -336,7 +336,7 @@ def _v2t_epoch(answer: Any, history: Any) -> str | None:
 
 # notebook 08: visualizing the alignment
 
-@exercise("08.1", "the mean ghost share of the text tokens and of the video tokens, as (text, video)")
+@exercise("08.1", "the mean ghost share of the text tokens and of the video tokens, text first")
 def _ghost_mass(answer: Any, t_assign: Any, tmask: Any, v_assign: Any, vmask: Any) -> str | None:
     got = _vector(answer, 2, "numbers (text, video)")
     sides = [(torch.as_tensor(a).double(), torch.as_tensor(m).bool()) for a, m in ((t_assign, tmask),
@@ -393,7 +393,7 @@ def _colour_per_seed(answer: Any, seed0: Any, seed1: Any) -> str | None:
 
 
 @exercise("08.3", "the mean number of distinct argmax centers per test video of its appearance tokens and "
-                  "of its motion tokens, as (appearance, motion)")
+                  "of its motion tokens, appearance first")
 def _motion_spread(answer: Any, v_assign: Any, owner: Any, experts: Any) -> str | None:
     got = _vector(answer, 2, "numbers (appearance, motion)")
     v_assign, owner, experts = torch.as_tensor(v_assign), torch.as_tensor(owner), list(experts)
@@ -471,7 +471,7 @@ def _chunk50(answer: Any) -> str | None:
 EX09_3 = {"gallery": 1_000_000, "without_speech": 0.3}
 
 
-@exercise("09.3", "(vectors in faiss, videos scored exactly per query)")
+@exercise("09.3", "the number of vectors in faiss and of videos scored exactly per query, in that order")
 def _missing_expert_gallery(answer: Any) -> str | None:
     n, share = EX09_3.values()
     got = _vector(answer, 2, "numbers (in faiss, scored exactly)")
