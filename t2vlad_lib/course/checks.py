@@ -22,8 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.stats import sign_test_p
 from ..data.captions import parse_bag
+from ..engine.evaluate import retrieval_metrics
 from ..engine.runs import read_results
+from ..extensions.normalisation import dual_softmax, querybank_normalise
+from ..extensions.rerank import rerank
 from ..model.alignment import global_similarity
 from ..model.losses import hardest_negative_ranking_loss, max_margin_ranking_loss
 
@@ -975,8 +979,121 @@ def _missing_expert_gallery(answer: Any) -> str | None:
 
 
 # notebook 11: better rankings at inference
-# (checks of notebook 11 go here)
+
+EX11_TAUS = (0.01, 0.02, 0.05, 0.1)
+EX11_METHODS = ("dual softmax", "QB-Norm")
+
+
+@exercise("11.1", 'a dict {"dual softmax": tau, "QB-Norm": tau} with each tau from (0.01, 0.02, 0.05, 0.1)')
+def _tuned_temperatures(answer: Any, sims: Any, bank: Any, query_masks: Any) -> str | None:
+    if not isinstance(answer, dict) or set(answer) != set(EX11_METHODS):
+        raise TypeError(f"got {answer!r}")
+    score = {"dual softmax": lambda t: dual_softmax(sims, t),
+             "QB-Norm": lambda t: querybank_normalise(sims, bank, t)}
+    for method in EX11_METHODS:
+        if not any(math.isclose(float(answer[method]), t) for t in EX11_TAUS):
+            return f"{method}: choose its tau from the grid {EX11_TAUS}."
+        r1 = {t: retrieval_metrics(score[method](t), query_masks)["t2v_R1"] for t in EX11_TAUS}
+        best = max(r1.values())
+        if math.isclose(r1[min(EX11_TAUS, key=lambda t: abs(t - float(answer[method])))], best, abs_tol=1e-9):
+            continue
+        if math.isclose(float(answer[method]), min(r1, key=r1.get)):
+            return f"{method}: that tau gives the lowest validation R@1; keep the one with the highest."
+        return f"{method}: another tau of the grid gives a higher validation t2v R@1 than yours."
+    return None
+
+
+@exercise("11.2", "a dict {5: cap, 10: cap}: the largest re-ranked t2v R@1 possible at k = 5 and k = 10")
+def _rerank_caps(answer: Any, results: Any) -> str | None:
+    if not isinstance(answer, dict) or set(answer) != {5, 10}:
+        raise TypeError(f"got {answer!r}")
+    got = {k: _number(v) for k, v in answer.items()}
+    if all(math.isclose(got[k], results[f"t2v_R{k}"], abs_tol=1e-6) for k in got):
+        return None
+    if all(math.isclose(got[k], results[f"v2t_R{k}"], abs_tol=1e-6) for k in got):
+        return ("those are video-to-text recalls; the re-ranker re-orders videos for a caption "
+                "(text-to-video).")
+    if all(math.isclose(v, results["t2v_R1"], abs_tol=1e-6) for v in got.values()):
+        return ("that is the dual R@1, which a re-ranker can raise: a perfect head brings the true video to "
+                "rank 1 from anywhere in the top k.")
+    return ("a perfect head puts the true video first whenever the dual encoder has it in its top k: the cap "
+            "is a recall of the dual encoder.")
+
+
+@exercise("11.3", "three booleans: can a k = 10 re-rank change a median rank of 12, R@50, video-to-text R@1")
+def _what_rerank_moves(answer: Any) -> str | None:
+    if not (isinstance(answer, (tuple, list)) and len(answer) == 3):
+        raise TypeError(f"got {answer!r}")
+    gen = torch.Generator().manual_seed(0)
+    sims, truth = torch.rand(200, 200, generator=gen), torch.arange(200)
+    _, order = rerank(sims, lambda q, v: torch.where(v == q, 5.0, 0.0), 10)  # a head that finds each true one
+    before = (sims.argsort(1, descending=True) == truth[:, None]).float().argmax(1)
+    after = (order == truth[:, None]).float().argmax(1)
+    deep = before >= 10
+    right = (bool((before[deep] != after[deep]).any()),  # a true video below rank 10 moved?
+             bool(((before < 50) != (after < 50)).any()),  # R@50 changed?
+             False)  # rerank returns one order per caption (t2v); the videos' caption rankings are untouched
+    names = ("a median rank of 12 (a true video below the top 10 is never seen by the head)",
+             "R@50 (the set of the top 10, and every rank below it, stays the same)",
+             "video-to-text R@1 (only each caption's list of videos is re-ordered)")
+    wrong = [name for name, a, r in zip(names, answer, right, strict=True) if bool(a) != r]
+    return None if not wrong else f"look again at {wrong[0]}."
 
 
 # notebook 12: the text encoder: ETVA and fine-tuning
-# (checks of notebook 12 go here)
+
+EX12_1 = {"vocab": 30_000, "hidden": 1024, "heads": 16, "embedding": 128, "layers": 24}
+
+
+def _albert_formula(v: int, h: int, e: int, shared: bool = True, factorised: bool = True, layers: int = 24
+                    ) -> int:
+    """Notebook 12's count, with a mistake switched on: every layer its own weights, or no factorisation."""
+    layer = 4 * (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h) + 4 * h
+    embed = (v + 514) * e + 2 * e + (e * h + h) if factorised else (v + 514) * h + 2 * h
+    return embed + (1 if shared else layers) * layer + h * h + h
+
+
+@exercise("12.1", "ALBERT-large's parameter count as one integer")
+def _albert_large(answer: Any) -> str | None:
+    from transformers import AlbertConfig, AlbertModel  # here: a slow import only this check needs
+
+    ex = EX12_1
+    with torch.device("meta"):
+        model = AlbertModel(AlbertConfig(embedding_size=ex["embedding"], hidden_size=ex["hidden"],
+                                         num_attention_heads=ex["heads"], num_hidden_layers=ex["layers"],
+                                         intermediate_size=4 * ex["hidden"]))
+    right = sum(p.numel() for p in model.parameters())
+    got = _number(answer)
+    if got == right:
+        return None
+    v, h, e = ex["vocab"], ex["hidden"], ex["embedding"]
+    if got == _albert_formula(v, h, e, shared=False):
+        return "the 24 layers share one set of weights: count the transformer layer once."
+    if got == _albert_formula(v, h, e, factorised=False):
+        return "ALBERT's embeddings are factorised: V x E_emb, then a projection E_emb -> H, not V x H."
+    if got == _albert_formula(v, 768, e):
+        return "that is ALBERT-base (H = 768); ALBERT-large is wider."
+    if got == _albert_formula(v, h, e) - (h * h + h):
+        return "the pooler (a dense H -> H layer on [CLS]) is part of the model: add it."
+    return "count embeddings, the projection, one shared layer and the pooler with H = 1024, as in section 1."
+
+
+@exercise("12.3", "a pair (seeds needed for p < 0.05 when every seed improves, p of 2 seeds up out of 3)")
+def _sign_test_seeds(answer: Any) -> str | None:
+    if not (isinstance(answer, (tuple, list)) and len(answer) == 2):
+        raise TypeError(f"got {answer!r}")
+    n, p = int(_number(answer[0])), _number(answer[1])
+    right_n = next(k for k in range(1, 20) if sign_test_p([1] * k) < 0.05)
+    right_p = sign_test_p([1, 1, -1])
+    if n != right_n:
+        if sign_test_p([1] * n) >= 0.05:
+            return f"with {n} seeds, all up, p = {sign_test_p([1] * n):g}, not below 0.05."
+        return f"{n} seeds reach p < 0.05, but fewer do too: find the smallest number."
+    if math.isclose(p, right_p, abs_tol=1e-9):
+        return None
+    if math.isclose(p, 3 / 8, abs_tol=1e-9):
+        return "that is P(X = 2); the sign test's p is the tail P(X >= 2), at least as many seeds up."
+    if math.isclose(p, min(1.0, 2 * right_p), abs_tol=1e-9):
+        return "that is a two-sided p; the test here is one-sided (does the change improve R@1?)."
+    return ("p is P(X >= 2) for X ~ Bin(3, 1/2): the chance of at least 2 of 3 seeds up if the change did "
+            "nothing.")
