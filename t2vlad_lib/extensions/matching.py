@@ -308,7 +308,7 @@ class MatchingRecipe:
         return Path(run_dir) / f"matching-{self.tag}.json"
 
 
-# the recipe of notebook 10's first re-ranker (DigitClips v2): hardest in-batch negatives, 5 epochs
+# the first recipe of notebook 11's table: hardest in-batch negatives, 5 epochs
 FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
 RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 10's table (notebook 11)
 FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid of w searched on validation
