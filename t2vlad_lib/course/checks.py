@@ -235,7 +235,8 @@ def _k_verdict(answer: Any, r1: Any, n_queries: int) -> str | None:
 
 # notebook 10: beyond T2VLAD
 
-EX10_1 = {"student": ((0.0, 0.0), (0.0, 0.0)), "teacher": ((math.log(4), 0.0), (math.log(2), 0.0)), "tau": 0.5}
+EX10_1 = {"student": ((0.0, 0.0), (0.0, 0.0)), "teacher": ((math.log(4), 0.0), (math.log(2), 0.0)),
+          "tau": 0.5}
 
 
 @exercise("10.1", "the distillation loss as one number")
@@ -250,7 +251,8 @@ def _distill_tau(answer: Any) -> str | None:
     p = torch.softmax(t / EX10_1["tau"], 1)
     row_kl = (p * (p.log() - torch.softmax(s / EX10_1["tau"], 1).log())).sum(1).mean().item()
     if math.isclose(got, row_kl, rel_tol=1e-3):
-        return "that is the row half (text -> videos) alone: average it with the column half (video -> texts)."
+        return ("that is the row half (text -> videos) alone: average it with the column half "
+                "(video -> texts).")
     return "softmax each row and each column of T / tau and of S / tau, take KL(teacher || student), average."
 
 
