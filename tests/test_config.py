@@ -386,7 +386,8 @@ def test_an_old_config_json_and_checkpoint_load(tmp_path, capsys, monkeypatch):
     from t2vlad_lib.engine.pipeline import prepare
     from t2vlad_lib.engine.runs import build_model, load_run, run_state
 
-    stored = json.loads((ROOT / "shipped_runs" / "base" / "seed0" / "config.json").read_text())
+    # the shipped base run's config.json as it was written before the keys changed
+    stored = json.loads((ROOT / "tests" / "fixtures" / "old_config_base_seed0.json").read_text())
     assert stored["model"]["sharing"] == "shared" and stored["text"]["freeze"] is True
     here = load_config("tutorial", {"out_dir": stored["out_dir"]})
     assert from_dict(stored) == here

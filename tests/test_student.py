@@ -176,7 +176,8 @@ def test_instructor_solutions_pass_and_student_stubs_fail_in_a_kernel(tmp_path, 
         if name == "instructor":
             assert outputs == ["Exercise 00.1: pass", "Exercise 05.2: pass"], outputs
         else:
-            stub = [f"Exercise {e}: not yet. {problem(e, ..., **i)}" for e, _, i in RIGHT]
+            stub = [f"Exercise {e}: not yet. {problem(e, ..., **i)}" for e, _, i in RIGHT
+                    if e in ("00.1", "05.2")]  # the fixture's two checks
             assert outputs == stub, outputs
 
 

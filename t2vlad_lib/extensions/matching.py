@@ -11,7 +11,10 @@ The tokens are the frozen dual encoder's own: T2VLAD's projected text tokens and
 tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`train_matching`, a
 :class:`MatchingRecipe`): binary cross-entropy, label 1 on each positive pair and 0 on its negatives, drawn
 per text and per video in proportion to softmax(s / t) over the batch or the whole training gallery, plus
-uniform ones (or the hardest in the batch: the first recipe). Inference (``rerank.py``): the dual encoder
+uniform ones (or the hardest in the batch: the first recipe); or *listwise*, on the task the head faces at
+test time: each caption's top-k training videos under the frozen dual encoder (its positive put in when the
+dual misses it) scored together, softmax cross-entropy with the positive as the class (localized contrastive
+estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the dual encoder
 ranks the whole gallery, the head scores only the top-k of each query, and the top-k are reordered by a fusion
 of the two scores whose weight, like k, is chosen on the validation split; items beyond k keep the dual
 order. Cost per query: k head passes. Deviation from CLIP2TV: the head is trained after the dual encoder
@@ -50,6 +53,8 @@ __all__ = [
     "sample_negatives",
     "draw_negatives",
     "matching_loss",
+    "listwise_candidates",
+    "listwise_loss",
     "MatchingRecipe",
     "FIRST_RECIPE",
     "RECIPE",
@@ -226,6 +231,25 @@ def sample_negatives(
     return torch.multinomial(w, n, replacement=False, generator=generator)
 
 
+def listwise_candidates(sims: Tensor, positives: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each row's k candidates with its positive among them exactly once: the dual encoder's top-k columns
+    (in its order; the positive replaces the k-th when the dual ranks it lower). sims (B, N), positives (B,)
+    columns -> candidates (B, k) columns and target (B,), the positive's position in its row."""
+    if sims.ndim != 2 or positives.shape != sims.shape[:1] or not 2 <= k <= sims.shape[1]:
+        raise ValueError(f"listwise_candidates: sims {tuple(sims.shape)}, positives "
+                         f"{tuple(positives.shape)}, k={k}: expected (B, N), (B,) columns and 2 <= k <= N")
+    top = sims.detach().float().argsort(dim=1, descending=True, stable=True)[:, :k].clone()
+    missed = ~(top == positives[:, None]).any(1)
+    top[missed, -1] = positives[missed]
+    return top, (top == positives[:, None]).int().argmax(1)
+
+
+def listwise_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Softmax cross-entropy over each row's candidates, the positive (its position ``target``) the class:
+    logits (B, k), target (B,) -> the mean over rows."""
+    return F.cross_entropy(logits, target)
+
+
 @dataclass(frozen=True)
 class MatchingRecipe:
     """How the head is trained.
@@ -233,7 +257,9 @@ class MatchingRecipe:
     negatives: "sampled" draws, per text and per video of a batch, ``n_sampled`` negatives with probability
     proportional to softmax(s / temperature) of the frozen dual similarities (ALBEF / BLIP) plus ``n_random``
     uniform ones; "hardest" takes the ``n_sampled`` most similar (the first recipe of notebook 10, kept for
-    the comparison). pool: where negatives come from: "batch" (the other pairs of the batch, as ALBEF) or
+    the comparison); "listwise" scores each caption's top ``n_sampled + 1`` training videos under the dual
+    encoder together (:func:`listwise_candidates`, :func:`listwise_loss`; gallery pool, no random ones).
+    pool: where negatives come from: "batch" (the other pairs of the batch, as ALBEF) or
     "gallery" (every training video for a caption, every training caption for a video: the frozen dual
     encoder scores the whole training split once, so a caption meets the near misses it will meet in a
     test top-k of 1,000 videos, not only those among 63 others). AdamW at ``lr`` for ``epochs`` epochs,
@@ -252,10 +278,14 @@ class MatchingRecipe:
     residual: bool = False
 
     def __post_init__(self) -> None:
-        if self.negatives not in ("sampled", "hardest"):
+        if self.negatives not in ("sampled", "hardest", "listwise"):
             raise ValueError(
-                f"MatchingRecipe: negatives must be 'sampled' or 'hardest', got {self.negatives!r}"
+                f"MatchingRecipe: negatives must be 'sampled' or 'hardest' (pairwise) or 'listwise', got "
+                f"{self.negatives!r}"
             )
+        if self.negatives == "listwise" and (self.pool != "gallery" or self.n_random or self.n_sampled < 1):
+            raise ValueError("MatchingRecipe: 'listwise' takes the gallery pool, n_sampled >= 1 (k - 1 "
+                             "negatives) and no random negatives")
         if self.n_sampled < 0 or self.n_random < 0 or self.n_sampled + self.n_random < 1:
             raise ValueError("MatchingRecipe: n_sampled, n_random >= 0 and at least one negative per side")
         if self.negatives == "hardest" and (self.n_sampled < 1 or self.n_random):
@@ -268,8 +298,8 @@ class MatchingRecipe:
     @property
     def tag(self) -> str:
         """A file-name tag naming every field: ``matching-<tag>.json`` beside the dual run's best.pt."""
-        neg = (f"hardest{self.n_sampled}" if self.negatives == "hardest"
-               else f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
+        neg = {"hardest": f"hardest{self.n_sampled}", "listwise": f"listwise{self.n_sampled + 1}"}.get(
+            self.negatives, f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
         res = "-residual" if self.residual else ""
         return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{res}"
 
@@ -278,7 +308,7 @@ class MatchingRecipe:
         return Path(run_dir) / f"matching-{self.tag}.json"
 
 
-# the recipe of notebook 10's first re-ranker (DigitClips v2): hardest in-batch negatives, 5 epochs
+# the first recipe of notebook 11's table: hardest in-batch negatives, 5 epochs
 FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
 RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 10's table (notebook 11)
 FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid of w searched on validation
@@ -465,9 +495,9 @@ class _EveryStep(Callback):
 
 
 class _LearningCurve(Callback):
-    """After every epoch: the training BCE and the validation R@1 of the head alone (k = 10, w = 1) on a
-    fixed random subset of validation queries (drawn with ``gen``), beside the dual R@1 on the same subset:
-    ``rows``, printed when ``progress``."""
+    """After every epoch: the training loss (key ``train_bce``; the cross-entropy for a listwise recipe) and
+    the validation R@1 of the head alone (k = 10, w = 1) on a fixed random subset of validation queries
+    (drawn with ``gen``), beside the dual R@1 on the same subset: ``rows``, printed when ``progress``."""
 
     def __init__(self, scorer: _Scorer, val_sims: Tensor, query_masks: Tensor, queries: int,
                  gen: torch.Generator, progress: bool):
@@ -527,10 +557,16 @@ def _pair_batches(dual: nn.Module, data, cfg, pool: str, gen: torch.Generator, d
 
 def _pair_loss(head: MatchingHead, recipe: MatchingRecipe, gen: torch.Generator, dev: torch.device):
     """batch (of :func:`_pair_batches`) -> the BCE of its positive pairs and the recipe's negatives of each
-    caption (videos) and each video (captions)."""
+    caption (videos) and each video (captions); or, listwise, the cross-entropy of each caption's k
+    candidate videos."""
 
     def step_loss(batch) -> Tensor:
         (tt, tm, vt, vm), table, c, v, t2v, t2v_pos, v2t, v2t_pos = batch
+        if recipe.negatives == "listwise":
+            cands, target = listwise_candidates(t2v, t2v_pos, recipe.n_sampled + 1)  # (B, k), (B,)
+            ti, vi = c.repeat_interleave(cands.shape[1]).to(dev), cands.flatten().to(dev)
+            logits = pair_logits(head, tt, tm, vt, vm, ti, vi, dual=table.to(dev)[ti, vi])
+            return listwise_loss(logits.view(cands.shape), target.to(dev))
         neg_v = draw_negatives(t2v, t2v_pos, recipe, gen)  # (B, n): videos for each caption
         neg_t = draw_negatives(v2t, v2t_pos, recipe, gen)  # (B, n): captions for each video
         n, b = neg_v.shape[1], len(c)
