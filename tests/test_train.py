@@ -117,8 +117,8 @@ def test_cli_train_kill_resume_evaluate_and_search(tmp_path, capsys):
     proc = _cli(["search", "a red seven moves left", "--checkpoint", str(straight / "best.pt"), "-k", "3"])
     lines = [ln for ln in proc.stdout.splitlines() if ln[:3].strip().rstrip(".").isdigit()]
     assert len(lines) == 3 and all("clip" in ln for ln in lines)
-    proc = _cli(["search", "x", "--checkpoint", str(tmp_path / "none.pt")], check=False)
-    assert proc.returncode == 2 and "not found: train first" in proc.stderr
+    assert cli.main(["search", "x", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "not found: train first" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path, sample_run):
