@@ -18,10 +18,12 @@ from transformers import AutoTokenizer, BertConfig
 from benchmarks.common import PAPER_EXPERTS
 from benchmarks.efficiency import encoder_gflop
 from t2vlad_lib.core.metrics import t2v_ranks, v2t_ranks
-from t2vlad_lib.course.checks import EX02_1, _netvlad_from_centers
+from t2vlad_lib.core.stats import seed_verdict
+from t2vlad_lib.course.checks import EX02_1, EX10_1, _netvlad_from_centers
 from t2vlad_lib.data import RELEASED_DIMS, RetrievalDataset, load_split
 from t2vlad_lib.data.digitclips import read_attributes
 from t2vlad_lib.engine.evaluate import retrieval_metrics
+from t2vlad_lib.extensions.distill import similarity_distillation_loss
 from t2vlad_lib.extensions.normalisation import dual_softmax, querybank_normalise
 from t2vlad_lib.model.text import TextEncoder
 from t2vlad_lib.model.video import VideoEncoder
@@ -361,8 +363,25 @@ MISTAKES_06 = [
 ]
 
 # notebook 07
-RIGHT_07 = []
-MISTAKES_07 = []
+# per-seed R@1 of a K sweep (seed x K): the best K by mean is K=9, the runner-up K=16
+K_R1 = pd.DataFrame({"K=4": [34.9, 32.7, 37.2], "K=9": [34.8, 35.1, 38.2], "K=16": [34.1, 34.3, 37.2],
+                     "K=32": [34.6, 33.9, 36.1]})
+K_IN = {"r1": K_R1, "n_queries": 1000}
+RIGHT_07 = [("07.1", 6 / 32, {}), ("07.2", 0.36 * 0.64 / 0.005**2, {}),
+            ("07.3", seed_verdict(K_R1["K=16"], K_R1["K=9"], 1000), K_IN)]
+MISTAKES_07 = [
+    ("07.1", 5 / 32, {}, "P(X = 4) alone"),
+    ("07.1", 12 / 32, {}, "two-sided"),
+    ("07.1", 1 / 32, {}, "one seed disagrees"),
+    ("07.1", 0.5, {}, "equally likely"),
+    ("07.2", 1.96**2 * 9216, {}, "95 % half-width"),
+    ("07.2", 0.2304 / 0.005, {}, "square root"),
+    ("07.2", 0.2304 / 0.25, {}, "as a fraction"),
+    ("07.3", seed_verdict(K_R1["K=9"], K_R1["K=16"], 1000), K_IN, "wrong sign"),
+    ("07.3", seed_verdict(K_R1["K=16"], K_R1["K=9"], 100), K_IN, "n_queries=1000"),
+    ("07.3", seed_verdict(K_R1["K=4"], K_R1["K=9"], 1000), K_IN, "second best (K=16)"),
+    ("07.3", 0.8, K_IN, "should be the Verdict"),
+]
 
 # notebook 08
 # 2 captions of 3 positions (the last of caption 2 is padding), K = 2 real centers; 1 video of 2 tokens
@@ -419,8 +438,19 @@ MISTAKES_09 = [
 ]
 
 # notebook 10
-RIGHT_10 = []
-MISTAKES_10 = []
+_S10, _T10 = torch.zeros(2, 2, dtype=torch.float64), torch.tensor(EX10_1["teacher"], dtype=torch.float64)
+_P10 = torch.softmax(_T10 / 0.5, 1)
+RIGHT_10 = [("10.1", similarity_distillation_loss(_S10, _T10, temperature=0.5).item(), {}),
+            ("10.2", 46 * 64**2, {"num_train": 3000, "batch_size": 64})]
+MISTAKES_10 = [
+    ("10.1", similarity_distillation_loss(_S10, _T10, temperature=1.0).item(), {}, "tau = 1"),
+    ("10.1", (_P10 * (_P10.log() - np.log(0.5))).sum(1).mean().item(), {}, "row half"),
+    ("10.1", 1.0, {}, "KL(teacher || student)"),
+    ("10.2", 47 * 64**2, {"num_train": 3000, "batch_size": 64}, "drops the last incomplete batch"),
+    ("10.2", 46 * 64, {"num_train": 3000, "batch_size": 64}, "B^2 passes"),
+    ("10.2", 64**2, {"num_train": 3000, "batch_size": 64}, "that is one step"),
+    ("10.2", 12, {"num_train": 3000, "batch_size": 64}, "steps per epoch"),
+]
 
 # notebook 11
 _g = torch.Generator().manual_seed(1)  # 40 captions x 40 videos with hubs, and a bank of 60 captions

@@ -11,10 +11,12 @@ from t2vlad_lib.course.ablate import (
     TABLE5,
     VARIANTS,
     ablate,
+    claim_verdicts,
     markdown_table,
     summarize,
     sweep,
     verdict,
+    verdict_table,
     without_defaults,
 )
 from t2vlad_lib.engine import train as train_module
@@ -151,3 +153,21 @@ def test_ablate_with_another_profile_or_set_never_lands_on_other_runs(tmp_path, 
     course_run = variant_config("tutorial", {}, 0, out)
     assert course_run.run_dir() == out / "base" / "seed0" and not course_run.run_dir().exists()
     assert "training over it" not in capsys.readouterr().out
+
+
+def test_claim_verdicts_and_verdict_table_on_a_hand_case():
+    # R@1 30 % at every seed for A, 34/35/33 % for B over 1,000 queries: deltas +4, +5, +3, unpaired interval
+    # 4 +- 1.96 sqrt((.30 * .70 + .34 * .66) / 1000) = [-0.09, 8.09], sign-test p 1/8: cannot tell
+    long = pd.DataFrame({"variant": ["A"] * 3 + ["B"] * 3 + ["C"] * 2, "seed": [0, 1, 2, 0, 1, 2, 0, 1],
+                         "t2v_R1": [30, 30, 30, 34, 35, 33, 20, 21]})
+    verdicts = claim_verdicts(long, [("B beats A", "A", "B"), ("C beats A", "A", "C")], n_queries=1000)
+    v = verdicts["B beats A"]
+    assert v.deltas == (4.0, 5.0, 3.0) and v.sign_p == 0.125 and v.reading == "cannot tell"
+    assert (round(v.low, 2), round(v.high, 2)) == (-0.09, 8.09)
+    assert verdicts["C beats A"].deltas == (-10.0, -9.0)  # only the seeds both rows have
+    assert verdicts["C beats A"].reading == "reversed"
+    frame = verdict_table(verdicts)
+    assert list(frame.index) == ["B beats A", "C beats A"]
+    row = frame.loc["B beats A"]
+    assert row["Δ per seed"] == "+4.0, +5.0, +3.0" and row["95% interval"] == "[-0.1, +8.1]"
+    assert row["mean Δ"] == 4.0 and row["sign-test p"] == 0.125 and row["interval"] == "unpaired normal"

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.checkpoint import atomic_write_text
+from ..core.stats import Verdict, seed_verdict
 from ..data.digitclips import read_attributes
 from ..engine.config import TrainConfig, load_config, lookup
 from ..engine.evaluate import evaluate
@@ -43,6 +44,8 @@ __all__ = [
     "variant_config",
     "markdown_table",
     "verdict",
+    "verdict_table",
+    "claim_verdicts",
     "DIAGNOSIS",
     "PORT_RECIPE",
     "diagnose",
@@ -294,6 +297,29 @@ def verdict(margins) -> str:
     if (m > 0).all():
         return "holds"
     return "reversed" if (m < 0).all() else "cannot tell"
+
+
+def verdict_table(verdicts: dict[str, Verdict]) -> pd.DataFrame:
+    """One row per claim (``claim -> Verdict`` of ``core.stats``): the per-seed deltas, their mean, the 95 %
+    interval of the mean and its kind, the one-sided sign-test p and the reading, rounded for display."""
+    rows = [{"claim": claim, "Δ per seed": ", ".join(f"{d:+.1f}" for d in v.deltas),
+             "mean Δ": round(v.mean, 1), "95% interval": f"[{v.low:+.1f}, {v.high:+.1f}]",
+             "interval": v.interval, "sign-test p": round(v.sign_p, 3), "reading": v.reading}
+            for claim, v in verdicts.items()]
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def claim_verdicts(table: pd.DataFrame, claims: list[tuple[str, str, str]], n_queries: int,
+                   metric: str = "t2v_R1", by: str = "variant") -> dict[str, Verdict]:
+    """``claim -> seed_verdict`` of each ``(claim, a, b)``: "b beats a" at ``metric`` (percent), from the
+    per-seed values of the long ``table`` (columns ``by``, seed, ``metric``) at the seeds both rows have,
+    scored on the same ``n_queries`` test queries."""
+    piv = table.pivot_table(index="seed", columns=by, values=metric)
+    out = {}
+    for claim, a, b in claims:
+        both = piv[[a, b]].dropna()
+        out[claim] = seed_verdict(both[a].to_numpy(), both[b].to_numpy(), n_queries)
+    return out
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str | None = None) -> str:

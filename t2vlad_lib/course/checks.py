@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.stats import sign_test_p
+from ..core.stats import Verdict, seed_verdict, sign_test_p
 from ..data.captions import parse_bag
 from ..engine.evaluate import retrieval_metrics
 from ..engine.runs import read_results
+from ..extensions.distill import similarity_distillation_loss
 from ..extensions.normalisation import dual_softmax, querybank_normalise
 from ..extensions.rerank import rerank
 from ..model.alignment import global_similarity
@@ -813,7 +814,63 @@ def _v2t_epoch(answer: Any, history: Any) -> str | None:
 
 
 # notebook 07: ablations
-# (checks of notebook 07 go here)
+
+EX07_1 = {"seeds": 5, "agree": 4}  # 4 of 5 seeds agree with the claim, 1 disagrees
+
+
+@exercise("07.1", "the one-sided sign-test p as one number")
+def _sign_test(answer: Any) -> str | None:
+    n, k = EX07_1["seeds"], EX07_1["agree"]
+    right = sign_test_p([1.0] * k + [-1.0] * (n - k))
+    got = _number(answer)
+    if math.isclose(got, right, rel_tol=1e-3):
+        return None
+    if math.isclose(got, math.comb(n, k) / 2**n, rel_tol=1e-3):
+        return (f"that is P(X = {k}) alone: the p-value counts every outcome at least as extreme, so add "
+                f"the chance that all {n} seeds agree.")
+    if math.isclose(got, min(1.0, 2 * right), rel_tol=1e-3):
+        return "that is the two-sided p; the claim has a direction, so take the one-sided tail P(X >= 4)."
+    if math.isclose(got, 1 / 2**n, rel_tol=1e-3):
+        return f"1/2^{n} is the p when all {n} seeds agree; here one seed disagrees."
+    return f"count the outcomes with at least {k} agreeing seeds among the 2^{n} equally likely ones."
+
+
+EX07_2 = {"r1": 0.36, "se_points": 0.5}  # an R@1 of 36 %, a wanted standard error of 0.5 points
+
+
+@exercise("07.2", "the number of test queries as one number")
+def _queries_needed(answer: Any) -> str | None:
+    p, se = EX07_2["r1"], EX07_2["se_points"] / 100
+    right = p * (1 - p) / se**2  # SE = sqrt(p (1 - p) / Q)
+    got = _number(answer)
+    if abs(got - right) <= 0.01 * right or math.ceil(right) == got:
+        return None
+    if math.isclose(got, 1.96**2 * right, rel_tol=0.01):
+        return ("that makes the 95 % half-width (1.96 standard errors) 0.5 points; the exercise asks for the "
+                "standard error itself.")
+    if math.isclose(got, p * (1 - p) / se, rel_tol=0.01):
+        return "the standard error is a square root: solve SE^2 = p (1 - p) / Q for Q."
+    if math.isclose(got, p * (1 - p) / EX07_2["se_points"] ** 2, rel_tol=0.01):
+        return "write the standard error as a fraction (0.5 points = 0.005), like p = 0.36."
+    return "solve SE = sqrt(p (1 - p) / Q) for Q, with p and SE both as fractions."
+
+
+@exercise("07.3", "the Verdict of seed_verdict (K = best against the runner-up)")
+def _k_verdict(answer: Any, r1: Any, n_queries: int) -> str | None:
+    if not isinstance(answer, Verdict):
+        raise TypeError(f"got {type(answer).__name__}")
+    means = r1.mean().sort_values(ascending=False)
+    best, runner = means.index[0], means.index[1]
+    right = seed_verdict(r1[runner].to_numpy(), r1[best].to_numpy(), n_queries)
+    if np.allclose(answer.deltas, right.deltas) and math.isclose(answer.low, right.low, abs_tol=1e-6):
+        return None
+    if np.allclose(answer.deltas, [-d for d in right.deltas]):
+        return ("your deltas have the wrong sign: the claim is 'the best K beats the runner-up', so pass the "
+                "runner-up's values first (A) and the best K's second (B).")
+    if np.allclose(answer.deltas, right.deltas):
+        return f"the deltas are right but the interval is not: pass n_queries={n_queries}."
+    return (f"compare the best K by mean R@1 ({best}) with the second best ({runner}), seed by seed, "
+            "with seed_verdict.")
 
 
 # notebook 08: visualizing the alignment
@@ -975,7 +1032,42 @@ def _missing_expert_gallery(answer: Any) -> str | None:
 
 
 # notebook 10: beyond T2VLAD
-# (checks of notebook 10 go here)
+
+EX10_1 = {"student": ((0.0, 0.0), (0.0, 0.0)), "teacher": ((math.log(4), 0.0), (math.log(2), 0.0)),
+          "tau": 0.5}
+
+
+@exercise("10.1", "the distillation loss as one number")
+def _distill_tau(answer: Any) -> str | None:
+    s, t = (torch.tensor(EX10_1[k], dtype=torch.float64) for k in ("student", "teacher"))
+    right = similarity_distillation_loss(s, t, temperature=EX10_1["tau"]).item()
+    got = _number(answer)
+    if math.isclose(got, right, rel_tol=1e-3):
+        return None
+    if math.isclose(got, similarity_distillation_loss(s, t, temperature=1.0).item(), rel_tol=1e-3):
+        return "that is the loss at tau = 1: divide both score matrices by tau = 0.5 before the softmaxes."
+    p = torch.softmax(t / EX10_1["tau"], 1)
+    row_kl = (p * (p.log() - torch.softmax(s / EX10_1["tau"], 1).log())).sum(1).mean().item()
+    if math.isclose(got, row_kl, rel_tol=1e-3):
+        return ("that is the row half (text -> videos) alone: average it with the column half "
+                "(video -> texts).")
+    return "softmax each row and each column of T / tau and of S / tau, take KL(teacher || student), average."
+
+
+@exercise("10.2", "the number of matching-head passes per epoch as one number")
+def _teacher_passes(answer: Any, num_train: int, batch_size: int) -> str | None:
+    steps = num_train // batch_size  # the last incomplete batch is dropped
+    right = steps * batch_size**2
+    got = _number(answer)
+    if got == right:
+        return None
+    if got == math.ceil(num_train / batch_size) * batch_size**2:
+        return "the loader drops the last incomplete batch: count only full batches of B."
+    if got == steps * batch_size:
+        return "a cross-encoder teacher scores every (caption, video) pair of a batch: B^2 passes per step."
+    if got == batch_size**2:
+        return "that is one step; an epoch has one step per full batch of the training set."
+    return "multiply the head passes per step (one per pair of the batch) by the steps per epoch."
 
 
 # notebook 11: better rankings at inference

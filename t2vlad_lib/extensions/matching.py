@@ -310,7 +310,7 @@ class MatchingRecipe:
 
 # the first recipe of notebook 11's table: hardest in-batch negatives, 5 epochs
 FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
-RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 10's table (notebook 11)
+RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 11's seed table
 FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid of w searched on validation
 KS = (5, 10, 20)
 
