@@ -10,7 +10,7 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.t2vlad-installed
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install demo test test-unit test-notebooks lab lint benchmarks clean browser shipped site student
+.PHONY: install demo test test-unit test-e2e test-notebooks lab lint benchmarks clean browser shipped site student
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m t2vlad_lib demo
 
+# The unit tests (tests/, without tests/e2e: tests/conftest.py), then the end-to-end tests that need the full
+# DigitClips or a browser (tests/e2e/), then every notebook.
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests/e2e
 	T2VLAD_FAST=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env notebooks/ ; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no notebooks collected yet"; else exit $$rc; fi
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+test-e2e: $(STAMP) browser
+	$(BIN)/python -m pytest -q tests/e2e
 
 test-notebooks: $(STAMP)
 	T2VLAD_FAST=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env notebooks/

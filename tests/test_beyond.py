@@ -1,5 +1,6 @@
 """The comparison runner of notebook 10: systems share runs with the ablations, teachers are trained first,
-the re-rank row adds the head's parameters and cost, and cached runs are not retrained."""
+the re-rank row adds the head's parameters and cost, cached runs are not retrained, and shipped summaries
+are read without models."""
 
 import json
 import time
@@ -79,7 +80,7 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     extra = small_run(epochs=1)
     out = tmp_path / "runs"
     systems = ["T2VLAD", "T2VLAD + matching re-rank", "T2VLAD + distillation"]
-    recipe = MatchingRecipe(epochs=1)
+    recipe = MatchingRecipe(epochs=1, layers=1)
     table = compare("fast", seeds=[0, 1], systems=systems, out_dir=out, extra=extra, recipe=recipe,
                     progress=False)
     assert list(table["system"]) == systems * 2
@@ -117,32 +118,27 @@ def test_compare_trains_teachers_first_shares_runs_and_caches(tmp_path, monkeypa
     full = ablate("fast", [0], ["full (shared VLAD)"], out_dir=out, extra=extra, progress=False)
     assert full["t2v_R1"].tolist() == [table["t2v_R1"].iloc[0]]
 
-
-@pytest.mark.slow
-def test_compare_reads_shipped_summaries_without_models(tmp_path, monkeypatch):
-    """A run installed as a summary (no best.pt) with its stored query.json needs no training and no model:
-    the table takes the stored query time and size; without query.json the run is trained for them."""
+    # A run installed as a summary (no best.pt) with its stored query.json needs no training and no model:
+    # the table takes the stored query time and size; without query.json the run is trained for them.
     from t2vlad_lib.course import shipped
 
-    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
-    extra = small_run(epochs=1)
-    src = tmp_path / "src"
-    first = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=src, extra=extra, progress=False)
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
     monkeypatch.setattr(shipped.install, "__defaults__", (tmp_path / "shipped", True))
-    run = system_config("T2VLAD", 0, "fast", src, extra).run_dir()
+    run = system_config("T2VLAD", 0, "fast", out, extra).run_dir()
+    assert run == grp / "base/seed0"
     shipped.pack({"base/seed0": run}, root=tmp_path / "shipped", evaluate_checkpoints=False)
     calls = []
     monkeypatch.setattr(train_module, "train", lambda *a, **k: calls.append(k))
-    out = tmp_path / "fresh"
-    again = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
-    fresh = system_config("T2VLAD", 0, "fast", out, extra).run_dir()
+    fresh_out = tmp_path / "fresh"
+    from_summary = compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=fresh_out, extra=extra,
+                           progress=False)
+    fresh = system_config("T2VLAD", 0, "fast", fresh_out, extra).run_dir()
     assert not calls and (fresh / "results.json").exists() and not (fresh / "best.pt").exists()
     cols = ["t2v_R1", "v2t_R1", "params", "query_seconds", "train_seconds"]
-    assert again[cols].to_dict() == first[cols].to_dict()
+    assert from_summary[cols].to_dict() == table.iloc[[0]][cols].to_dict()  # T2VLAD, seed 0
     (fresh / "query.json").unlink()
     with pytest.raises(RuntimeError, match="no stored query time"):  # the stub trained nothing
-        compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=out, extra=extra, progress=False)
+        compare("fast", seeds=[0], systems=["T2VLAD"], out_dir=fresh_out, extra=extra, progress=False)
     assert calls and calls[0]["overwrite"] is True
 
 

@@ -8,13 +8,10 @@ tests (one 4-step run shared by them).
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, small_run
+from helpers import small_run
 
 from t2vlad_lib.course import ablate
 from t2vlad_lib.engine.config import load_config
@@ -184,19 +181,21 @@ def test_a_fine_tuned_checkpoint_reloads_and_reproduces_its_test_metrics(minilm_
 
 
 @pytest.mark.slow
-def test_cli_evaluate_and_search_a_fine_tuned_checkpoint(minilm_run, tmp_path):
-    _, _, _, res = minilm_run
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "T2VLAD_CACHE": str(tmp_path / "cache")}
+def test_cli_evaluate_and_search_a_fine_tuned_checkpoint(minilm_run, tmp_path, monkeypatch, capsys):
+    """In this process (cli.main): test_train.py runs the command line itself as a subprocess, once."""
+    from t2vlad_lib import cli
 
-    def cli(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "t2vlad_lib", *args], capture_output=True, text=True,
-                              env=env, cwd=ROOT, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
+    _, _, _, res = minilm_run
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(*args: str) -> str:
+        code, said = cli.main(list(args)), capsys.readouterr()
+        assert code == 0, said.err[-3000:]
+        return said.out
 
     best = str(res.run_dir / "best.pt")
-    cli("evaluate", "--checkpoint", best, "--protocol", "fixed", "--json", str(tmp_path / "m.json"))
+    run("evaluate", "--checkpoint", best, "--protocol", "fixed", "--json", str(tmp_path / "m.json"))
     assert json.loads((tmp_path / "m.json").read_text())["test (fixed)"] == pytest.approx(res.test)
-    out = cli("search", "a red seven moves left", "--checkpoint", best, "-k", "3")
+    out = run("search", "a red seven moves left", "--checkpoint", best, "-k", "3")
     lines = [ln for ln in out.splitlines() if ln[:3].strip().rstrip(".").isdigit()]
     assert len(lines) == 3 and all("clip" in ln for ln in lines)

@@ -117,7 +117,8 @@ def test_negatives_are_drawn_in_proportion_to_the_given_similarities():
     positives = torch.tensor([0, 2])
     g = torch.Generator().manual_seed(0)
     n = 40_000
-    draws = torch.stack([sample_negatives(weights, positives, 1, g)[:, 0] for _ in range(n)])  # (n, 2)
+    # the n draws as one call on the rows repeated n times: each row of a call is drawn on its own
+    draws = sample_negatives(weights.repeat(n, 1), positives.repeat(n), 1, g).view(n, 2)  # (n, 2)
     freq0 = torch.bincount(draws[:, 0], minlength=4).float() / n
     freq1 = torch.bincount(draws[:, 1], minlength=4).float() / n
     assert freq0[0] == 0 and freq0[1] == 0 and freq1[2] == 0 and freq1[1] == 0  # positives, zero weights
@@ -139,7 +140,7 @@ def test_recipe_negatives_follow_the_softmax_of_the_dual_similarities():
     recipe = MatchingRecipe("sampled", n_sampled=1, n_random=1, temperature=0.2)
     g = torch.Generator().manual_seed(1)
     n = 30_000
-    draws = torch.cat([draw_negatives(sims, torch.tensor([0]), recipe, g) for _ in range(n)])  # (n, 2)
+    draws = draw_negatives(sims.repeat(n, 1), torch.zeros(n, dtype=torch.long), recipe, g)  # (n, 2): n rows
     expect = torch.softmax(sims[0, 1:] / 0.2, 0)  # columns 1, 2, 3
     got = torch.bincount(draws[:, 0], minlength=4)[1:].float() / n
     assert torch.allclose(got, expect, atol=4 * math.sqrt(0.25 / n))
@@ -153,19 +154,21 @@ def test_recipe_negatives_follow_the_softmax_of_the_dual_similarities():
 
 
 @pytest.mark.slow
-def test_train_matching_on_the_sample(tmp_path, monkeypatch):
+def test_train_matching_on_the_sample(tmp_path, monkeypatch, sample_run):
+    import shutil
+
     from t2vlad_lib.engine.config import load_config
     from t2vlad_lib.engine.pipeline import prepare
-    from t2vlad_lib.engine.train import train
     from t2vlad_lib.extensions.distill import load_teacher
     from t2vlad_lib.extensions.matching import train_matching
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(sample_run[1].run_dir, tmp_path / "dual")  # the dual encoder: the session's 1-epoch run
     cfg = load_config("fast", small_run(tmp_path / "dual", epochs=1))
     data = prepare(cfg, verbose=False)
-    train(cfg, progress=False, data=data)
-    recipe = MatchingRecipe(epochs=1)
-    res = train_matching(cfg, tmp_path / "dual" / "best.pt", recipe, ks=(2, 4), curve_queries=20, data=data)
+    recipe = MatchingRecipe(epochs=1, layers=1)
+    res = train_matching(cfg, tmp_path / "dual" / "best.pt", recipe, ks=(2, 4), curve_queries=20, data=data,
+                         timing_rounds=1)
     assert res.path.exists() and res.path.with_suffix(".json").exists() and len(res.losses) == 1
     assert res.r1_gain == pytest.approx(res.reranked["t2v_R1"] - res.dual["t2v_R1"])
     for key in ("t2v_R5", "t2v_R10"):  # R@K for K >= k cannot change: the top-k set is the same

@@ -38,12 +38,10 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One finished 1-epoch run, shared by the tests that only read it."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    cfg = load_config("fast", small_run(out, epochs=1))
-    return cfg, train(cfg, progress=False)
+@pytest.fixture
+def finished(sample_run):
+    """The session's finished 1-epoch run (conftest.py), shared by the tests that only read it."""
+    return sample_run
 
 
 def _train_args(out: Path) -> list[str]:
@@ -111,21 +109,6 @@ def test_a_corrupted_tensor_is_a_clear_error_naming_the_file(tmp_path):
     assert not torch.equal(silent, torch.arange(64.0))
     with pytest.raises(CheckpointError, match=f"checkpoint {path} is corrupted"):
         load_checkpoint(path)
-
-
-def test_a_finished_run_is_not_overwritten_by_a_plain_train(tmp_path, capsys):
-    out = tmp_path / "run"
-    args = _train_args(out)
-    assert _cli(capsys, *args)[0] == 0
-    before = (out / "best.pt").read_bytes()
-    code, err = _cli(capsys, *args)
-    assert code == 2
-    assert f"{out} already holds a finished run (test t2v R@1" in err
-    assert all(hint in err for hint in ("--resume", "--overwrite", "--out"))
-    assert (out / "best.pt").read_bytes() == before  # untouched
-    assert _cli(capsys, *args, "--overwrite")[0] == 0  # asked for: replaced
-    elsewhere = tmp_path / "elsewhere"
-    assert _cli(capsys, *args, "--out", elsewhere)[0] == 0 and is_finished(elsewhere)
 
 
 def test_resume_without_last_pt_says_so(tmp_path, capsys):
@@ -388,14 +371,21 @@ def test_after_a_digitclips_version_bump_every_path_retrains_or_refuses(tmp_path
     assert "shipped" not in results and is_finished(copy.run_dir(), copy)
 
 
-# --- nothing lost: --overwrite, interrupted runs, resume -------------------------------------------------
+# --- nothing lost: --overwrite, interrupted runs (resume: test_train.py) --------------------------------
 
 
-def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, capsys):
+def test_only_overwrite_replaces_a_finished_run_and_keeps_it_until_the_new_checkpoint(tmp_path, capsys):
+    """A plain train refuses a finished run; --overwrite keeps the old run until the new one has a
+    checkpoint (a failed --overwrite, or one killed in its first epoch, leaves it); --out trains elsewhere."""
     out = tmp_path / "run"
     args = _train_args(out)
     assert _cli(capsys, *args)[0] == 0
     before = {n: (out / n).read_bytes() for n in ("best.pt", "last.pt", "results.json")}
+    code, err = _cli(capsys, *args)  # a plain train
+    assert code == 2
+    assert f"{out} already holds a finished run (test t2v R@1" in err
+    assert all(hint in err for hint in ("--resume", "--overwrite", "--out"))
+    assert {n: (out / n).read_bytes() for n in before} == before  # untouched
     code, err = _cli(capsys, *args, "data.dataset=/nonexistent", "--overwrite")
     assert code == 2 and err.startswith("error: dataset directory /nonexistent not found")
     assert err.count("\n") == 1
@@ -410,7 +400,9 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path
     assert code == 2 and "already holds a finished run" in said.err
     assert {n: (out / n).read_bytes() for n in before} == before and not (out / ".overwritten").exists()
     assert json.loads((out / "config.json").read_text())["seed"] == 0
-    assert _cli(capsys, *args, "--overwrite")[0] == 0 and not (out / ".overwritten").exists()
+    assert _cli(capsys, *args, "--overwrite")[0] == 0 and not (out / ".overwritten").exists()  # replaced
+    elsewhere = tmp_path / "elsewhere"
+    assert _cli(capsys, *args, "--out", elsewhere)[0] == 0 and is_finished(elsewhere)
 
 
 def test_an_interrupted_first_epoch_is_named_and_its_temporary_files_cleaned(tmp_path, capsys, finished):
@@ -430,18 +422,6 @@ def test_an_interrupted_first_epoch_is_named_and_its_temporary_files_cleaned(tmp
     assert not list(out.glob(".*.tmp"))  # cleaned under the lock
     ensure_trained(here, progress=False)
     assert "holds an interrupted run" in capsys.readouterr().out and is_finished(out, here)
-
-
-def test_resume_neither_shrinks_epochs_nor_rewrites_a_finished_run(tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["train", "--profile", "fast", "--quiet", "--set",
-            *[f"{k}={v}" for k, v in small_run(out, epochs=2).items()]]
-    assert _cli(capsys, *args)[0] == 0
-    results = (out / "results.json").read_bytes()
-    code, err = _cli(capsys, *_train_args(out), "--resume")  # epochs=1 on a 2-epoch run
-    assert code == 2 and f"{out / 'last.pt'} has 2 epochs done; epochs=1 would end the run before them" in err
-    code, said = cli.main([*args, "--resume"]), capsys.readouterr()  # nothing left: the stored result
-    assert code == 0 and "best epoch" in said.out and (out / "results.json").read_bytes() == results
 
 
 # --- one-line errors ----------------------------------------------------------------------------------------

@@ -25,12 +25,14 @@ def _env(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory):
+def packed(tmp_path_factory, sample_run):
     base = tmp_path_factory.mktemp("ship")
     cfgs = {name: load_config("fast", small_run(base / "runs" / name, epochs=1, seed=seed))
             for name, seed in (("a", 0), ("b", 1))}
-    for cfg in cfgs.values():
-        train(cfg, progress=False)
+    shutil.copytree(sample_run[1].run_dir, cfgs["a"].run_dir())  # "a" is the session's run (seed 0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("T2VLAD_CACHE", str(base / "cache"))
+        train(cfgs["b"], progress=False)
     # files other steps write beside a run travel with its summary; other files (a head's weights) do not
     (cfgs["b"].run_dir() / "query.json").write_text('{"query_seconds": 1e-4}')
     (cfgs["b"].run_dir() / "matching-x.json").write_text('{"k": 5}')

@@ -1,4 +1,5 @@
-"""The trainer: exact resume after a kill, DDP on gloo, config and checkpoint errors, the paper profile.
+"""The trainer: the command line end to end (train, a kill and its exact resume, evaluate, search), DDP on
+gloo, config and checkpoint errors, the paper profile.
 
 Runs use the 64-video DigitClips sample shipped in data_samples/ and a tiny randomly initialised BERT
 (frozen, cached states), so each run takes seconds.
@@ -6,6 +7,7 @@ Runs use the 64-video DigitClips sample shipped in data_samples/ and a tiny rand
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,29 +49,39 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
 
 
-def test_train_writes_logs_selects_on_val_and_reports_test(tmp_path):
-    cfg = load_config("fast", small(tmp_path / "run"))
-    res = train(cfg, progress=False)
+def test_train_returns_what_it_writes(sample_run):
+    _, res = sample_run
     assert (res.run_dir / "best.pt").exists() and (res.run_dir / "last.pt").exists()
-    history = json.loads((res.run_dir / "history.json").read_text())
+    saved = json.loads((res.run_dir / "results.json").read_text())
+    assert saved["test"] == res.test and saved["val"] == res.val and saved["best_epoch"] == res.best_epoch
+    assert [h["epoch"] for h in res.history] == [1] and saved["config"]["seed"] == 0
+
+
+def test_cli_train_kill_resume_evaluate_and_search(tmp_path, capsys):
+    """The command line end to end, once: a straight 3-epoch run (its logs, model selection on val, the test
+    report), the same run killed mid-epoch and resumed (the same result; resume neither shrinks the epochs nor
+    rewrites a finished run), then evaluate and search on its checkpoint."""
+    from t2vlad_lib import cli
+
+    base = ["train", "--profile", "fast", "--quiet", "--set"]
+    straight = tmp_path / "straight"
+    _cli(base + small(straight))
+    assert (straight / "best.pt").exists() and (straight / "last.pt").exists()
+    history = json.loads((straight / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all("val_t2v_R1" in h and "train_loss" in h and "text_usage" in h for h in history)
-    assert (res.run_dir / "history.csv").read_text().startswith("epoch,")
+    assert (straight / "history.csv").read_text().startswith("epoch,")
     best = max(history, key=lambda h: h["val_t2v_R1"])  # first maximum: the selected epoch
-    assert res.best_epoch == best["epoch"]
-    assert set(res.test) >= {"t2v_R1", "v2t_MedR"} and 0 <= res.test["t2v_R1"] <= 100
-    saved = json.loads((res.run_dir / "results.json").read_text())
-    assert saved["test"] == res.test and saved["config"]["seed"] == 0
+    saved = json.loads((straight / "results.json").read_text())
+    assert saved["best_epoch"] == best["epoch"]
+    assert set(saved["test"]) >= {"t2v_R1", "v2t_MedR"} and 0 <= saved["test"]["t2v_R1"] <= 100
+    assert saved["config"]["seed"] == 0
     for side in ("t2v", "v2t"):  # the stored rank of every test query gives back the stored metrics
         ranks = saved["test_ranks"][side]
         assert all(r * 2 == int(r * 2) for r in ranks)  # whole, or .5 after tie averaging
-        stored = {k: res.test[f"{side}_{k}"] for k in METRIC_KEYS}
+        stored = {k: saved["test"][f"{side}_{k}"] for k in METRIC_KEYS}
         assert ranks_to_metrics(ranks) == pytest.approx(stored)
 
-
-def test_resume_after_kill_gives_the_same_result(tmp_path):
-    base = ["train", "--profile", "fast", "--quiet", "--set"]
-    _cli(base + small(tmp_path / "straight"))
     # 4 steps per epoch: step 6 is in the middle of epoch 2, after epoch 1's last.pt was written
     script = ("import sys; sys.path.insert(0, 'tests'); from helpers import CrashAtStep, small_run; "
               "from t2vlad_lib.engine.config import load_config; from t2vlad_lib.engine.train import train; "
@@ -88,10 +100,30 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
     wb = load_checkpoint(tmp_path / "crash" / "last.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
+    # resume neither shrinks the epochs nor rewrites a finished run (in this process: cli.main)
+    results = (straight / "results.json").read_bytes()
+    code = cli.main([*base[:-1], "--resume", "--set", *small(straight, epochs=1)])  # on a 3-epoch run
+    err = capsys.readouterr().err
+    assert code == 2 and f"{straight / 'last.pt'} has 3 epochs done; epochs=1 would end the run" in err
+    assert "would end the run before them" in err
+    code, said = cli.main([*base[:-1], "--resume", "--set", *small(straight)]), capsys.readouterr()
+    assert code == 0 and "best epoch" in said.out and (straight / "results.json").read_bytes() == results
 
-def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path):
+    proc = _cli(["evaluate", "--checkpoint", str(straight / "best.pt"), "--json", str(tmp_path / "m.json")])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) == {"test (fixed)", "test (all)"}
+    assert metrics["test (fixed)"] == pytest.approx(saved["test"])  # the protocol the run was tested with
+    assert "| test (all) t2v |" in proc.stdout
+    proc = _cli(["search", "a red seven moves left", "--checkpoint", str(straight / "best.pt"), "-k", "3"])
+    lines = [ln for ln in proc.stdout.splitlines() if ln[:3].strip().rstrip(".").isdigit()]
+    assert len(lines) == 3 and all("clip" in ln for ln in lines)
+    assert cli.main(["search", "x", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "not found: train first" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path, sample_run):
     run = tmp_path / "run"
-    train(load_config("fast", small(run, epochs=1)), progress=False)
+    shutil.copytree(sample_run[1].run_dir, run)  # a finished 1-epoch run of small(run, epochs=1)
     with pytest.raises(
         CheckpointError, match=r"mismatching keys: model.num_clusters: 3 in checkpoint vs 4 now"
     ):
@@ -108,13 +140,15 @@ def test_resume_refuses_another_config_and_a_truncated_checkpoint(tmp_path):
     assert (run / "best.pt").read_bytes() == good
 
 
-def test_cli_config_errors_are_one_clear_line(tmp_path):
-    proc = _cli(["train", "--profile", "fast", "--set", "model.clusters=4"], check=False)
-    assert proc.returncode == 2
-    assert "unknown config key(s) ['clusters'] in 'model'; valid keys:" in proc.stderr
-    assert "num_clusters" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _cli(["train", "--profile", "nope"], check=False)
-    assert proc.returncode == 2 and "valid: fast, msrvtt-1ka, tutorial" in proc.stderr
+def test_cli_config_errors_are_one_clear_line(capsys):
+    from t2vlad_lib import cli
+
+    assert cli.main(["train", "--profile", "fast", "--set", "model.clusters=4"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key(s) ['clusters'] in 'model'; valid keys:" in err
+    assert "num_clusters" in err and "Traceback" not in err
+    assert cli.main(["train", "--profile", "nope"]) == 2
+    assert "valid: fast, msrvtt-1ka, tutorial" in capsys.readouterr().err
 
 
 def test_ddp_on_gloo_with_two_processes(tmp_path):
@@ -189,21 +223,6 @@ def test_train_or_load_trains_once_then_loads(tmp_path, monkeypatch):
     other = load_config("fast", small(tmp_path / "tol", epochs=1, **{"model.num_clusters": 4}))
     with pytest.raises(train_module.RunExistsError, match=r"model.num_clusters: 3 vs 4\): not training over"):
         train_module.train_or_load(other, data=data, progress=False)  # another config: never trained over
-
-
-def test_cli_evaluate_and_search_a_checkpoint(tmp_path):
-    run = tmp_path / "run"
-    res = train(load_config("fast", small(run, epochs=1)), progress=False)
-    proc = _cli(["evaluate", "--checkpoint", str(run / "best.pt"), "--json", str(tmp_path / "m.json")])
-    metrics = json.loads((tmp_path / "m.json").read_text())
-    assert set(metrics) == {"test (fixed)", "test (all)"}
-    assert metrics["test (fixed)"] == pytest.approx(res.test)  # the protocol the run was tested with
-    assert "| test (all) t2v |" in proc.stdout
-    proc = _cli(["search", "a red seven moves left", "--checkpoint", str(run / "best.pt"), "-k", "3"])
-    lines = [ln for ln in proc.stdout.splitlines() if ln[:3].strip().rstrip(".").isdigit()]
-    assert len(lines) == 3 and all("clip" in ln for ln in lines)
-    proc = _cli(["search", "x", "--checkpoint", str(tmp_path / "none.pt")], check=False)
-    assert proc.returncode == 2 and "not found: train first" in proc.stderr
 
 
 def test_a_second_process_cannot_train_into_a_locked_run_dir(tmp_path):

@@ -6,6 +6,11 @@ front page; no script, style sheet, font or image from another host. In headless
 ``test_jupyterlab_browser.py``), served from 127.0.0.1 with every other host blocked: every page loads, its
 equations are typeset by the site's own MathJax, its images load, the console stays free of errors, and the
 sidebar lists the notebooks in course order. The browser part is skipped, with the reason, without chromium.
+
+Why it must stay, and why end to end: the site is what students read; only a build from what a clone holds
+catches a file that is missing from git, and only a browser catches untypeset equations, broken images and
+console errors. Building both editions and driving chromium take minutes, so ``make test`` runs this after
+the unit tests (``make test-e2e``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = Path("/usr/bin/chromium")
 OFFLINE = {  # any HTTP(S) request of the build goes to a closed local port and fails

@@ -6,6 +6,11 @@ environment), opens ``08_visualizing_alignment.ipynb`` in headless Debian chromi
 the explorer's IntSlider to be drawn. Autosave is off and the notebook file is checked to be untouched.
 
 Skipped, with the reason, when ``/usr/bin/chromium`` (``make browser``) or playwright is missing.
+
+Why it must stay, and why in a browser: the course's widgets only exist in a browser talking to a live
+kernel; nbval runs the cells but never draws them, so only this test catches a widget that JupyterLab cannot
+render. Starting JupyterLab and running notebook 08 takes a minute or more, so ``make test`` runs this after
+the unit tests (``make test-e2e``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 NOTEBOOK = "08_visualizing_alignment.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
