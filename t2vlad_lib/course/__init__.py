@@ -13,8 +13,8 @@ not by its directory. :func:`run_configs` lists every run of notebooks 07 and 10
 :func:`regenerate` (``make shipped``, ``python -m t2vlad_lib.course``) trains what is missing and packs
 ``shipped_runs/`` (``shipped.pack``): the summaries of every run (config, results, history, and notebook 10's
 query times and re-ranker summaries) and float16 weights of the runs whose model a notebook reloads
-(:data:`CHECKPOINTS`). ``tests/test_shipped.py`` checks that the shipped files still match these configs and
-that the shipped weights give their recorded metrics.
+(:data:`CHECKPOINTS`). ``tests/test_shipped.py`` checks that the shipped files still match these configs,
+``tests/e2e/test_shipped_weights.py`` that the shipped weights give their recorded metrics.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ def pack(
     of the names in ``checkpoints``, and the manifest (replacing the folder's previous content).
 
     With ``evaluate_checkpoints`` the float16 weights are loaded back and evaluated on the test split, and
-    those metrics go to the manifest (``checkpoint_test``): what ``tests/test_shipped.py`` checks.
+    those metrics go to the manifest (``checkpoint_test``): what ``tests/e2e/test_shipped_weights.py`` checks.
     """
 
     root = Path(root)
