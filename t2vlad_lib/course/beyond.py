@@ -75,8 +75,8 @@ def finetune_overrides(profile: str = "tutorial-finetune", frozen: str = "tutori
 
 
 FINETUNE = finetune_overrides()
-# the systems that fine-tune MiniLM: about 11x the training time of their frozen versions on a CPU; notebook
-# 10's main table leaves them out, notebook 11 compares them with their frozen versions
+# the systems that fine-tune MiniLM (a training step costs several frozen ones on a CPU): notebook 10's main
+# table leaves them out, notebook 12 compares them with their frozen versions
 FINETUNED = ("T2VLAD, MiniLM fine-tuned", "CE-style (global only), MiniLM fine-tuned")
 _NOISY = {"data.caption_noise": NOISE}
 SYSTEMS: dict[str, System] = {
