@@ -55,6 +55,7 @@ __all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "
            "machine", "provenance"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "shipped_runs"
+REPO = SHIPPED_DIR.parent  # install messages show paths inside the repository from here
 SUMMARY_FILES = ("config.json", "results.json", "history.csv")
 # small files that other steps write beside a run and the notebooks read: beyond.compare's query times and
 # sizes, and matching.train_matching's re-ranker summaries (JSON only: the heads' weights are not shipped)
@@ -171,10 +172,28 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
     atomic_write_text(run_dir / "config.json", json.dumps(here, indent=2))
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if verbose:
-        what = "run" if payload is not None else "run summary"
-        print(f"loaded the shipped {what} into {run_dir} (where and when it was trained: "
-              "docs/reproducibility.md); set T2VLAD_RETRAIN=1 to train it yourself")
+        _say_installed(run_dir, weights=payload is not None)
     return True
+
+
+_SAID: set[Path] = set()  # the folders whose shipped run summaries were announced (once per process)
+
+
+def _say_installed(run_dir: Path, weights: bool) -> None:
+    """One line per run with weights; one line per folder of runs (``<folder>/<variant>/seed<n>``) for
+    summaries, so that a sweep of 42 runs says it once. Paths in the repository are shown from its root."""
+    def shown(path: Path) -> Path:
+        path = path.resolve()
+        return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+    where = "(where and when it was trained: docs/reproducibility.md)"
+    if weights:
+        print(f"loaded the shipped run into {shown(run_dir)} {where}; set T2VLAD_RETRAIN=1 to train it "
+              "yourself")
+    elif (folder := run_dir.resolve().parent.parent) not in _SAID:
+        _SAID.add(folder)
+        print(f"loaded shipped run summaries into {shown(folder)}/ {where.replace('it was', 'they were')}; "
+              "set T2VLAD_RETRAIN=1 to train them yourself")
 
 
 def machine() -> str:
