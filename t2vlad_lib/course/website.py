@@ -37,6 +37,7 @@ LINKED_PAGES = {
     "docs/results/text_encoder.md": "The text encoder on DigitClips (notebook 12)",
     "data_samples/README.md": "The shipped data samples",
     "docs/teaching.md": "Teaching with t2vlad",
+    "docs/reproducibility.md": "Reproducibility: where the course's numbers come from",
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("*An interactive widget: it runs in JupyterLab (`make lab`), not on this page; the notebook "
