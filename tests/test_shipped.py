@@ -63,3 +63,17 @@ def test_reproducibility_page_matches_the_manifest():
     assert reproducibility.runs_table() in generated
     for name, entry in shipped.manifest()["runs"].items():
         assert f"`{name.rsplit('/', 1)[0]}`" in generated and entry["machine"] in generated
+
+
+def test_installs_say_one_line_per_summary_folder_and_per_run_with_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shipped, "_SAID", set())
+    for variant in ("a", "b"):
+        for seed in (0, 1):
+            shipped._say_installed(tmp_path / "sweep" / variant / f"seed{seed}", weights=False)
+    shipped._say_installed(shipped.REPO / "runs" / "x" / "base" / "seed0", weights=True)
+    shipped._say_installed(shipped.REPO / "runs" / "x" / "base" / "seed1", weights=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"loaded shipped run summaries into {(tmp_path / 'sweep').resolve()}/ ")
+    assert lines[1].startswith("loaded the shipped run into runs/x/base/seed0 (where")  # from the repo root
+    assert all("set T2VLAD_RETRAIN=1" in line for line in lines)
