@@ -12,17 +12,22 @@ mistake it recognises rather than the expected value.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from ..core.metrics import t2v_ranks, v2t_ranks
 from ..core.stats import Verdict, seed_verdict, sign_test_p
+from ..data import RELEASED_DIMS
 from ..data.captions import parse_bag
 from ..engine.evaluate import retrieval_metrics
 from ..engine.runs import read_results
@@ -31,6 +36,9 @@ from ..extensions.normalisation import dual_softmax, querybank_normalise
 from ..extensions.rerank import rerank
 from ..model.alignment import global_similarity
 from ..model.losses import hardest_negative_ranking_loss, max_margin_ranking_loss
+from ..model.video import VideoEncoder
+from ..model.vlad import NetVLAD, vlad
+from .figures import ARROWS, BOXES
 
 __all__ = ["CHECKS", "Check", "check_exercise", "exercise", "problem"]
 
@@ -111,7 +119,7 @@ def _optimistic_ranks(answer: Any, sims: Any) -> str | None:
     if np.array_equal(got, right):
         return None
     pessimistic = (sims >= own).sum(1) - 1
-    split = (right + pessimistic) / 2  # the notebook's rule (t2vlad_lib.core.metrics.t2v_ranks)
+    split = t2v_ranks(sims, np.ones((len(sims), 1), bool))  # the notebook's rule: a tie counts half
     if np.array_equal(got, right + 1):
         return "ranks here start at 0 (the true video first is rank 0); yours start at 1."
     if np.array_equal(got, split):
@@ -136,8 +144,6 @@ def _two_captions(sims: np.ndarray, interleaved: bool = True) -> np.ndarray:
 
 @exercise("00.2", "a pair (number of t2v queries, the v2t ranks of the 4 videos)")
 def _masked_captions(answer: Any, sims: Any) -> str | None:
-    from ..core.metrics import t2v_ranks, v2t_ranks  # a lower layer, imported where the check needs it
-
     sims = np.asarray(sims, dtype=float)
     mask = np.ones((len(sims), 2), bool)
     mask[-1, 1] = False  # the second caption of the last video is missing
@@ -160,7 +166,6 @@ def _masked_captions(answer: Any, sims: Any) -> str | None:
 
 @exercise("00.3", "a dict {number of actors: number of videos}")
 def _actor_counts(answer: Any, specs: Any) -> str | None:
-    from collections import Counter
 
     right = Counter(len(spec["actors"]) for spec in specs.values())
     got = {int(k): int(v) for k, v in dict(answer).items()}
@@ -178,7 +183,6 @@ def _sides_combined() -> set[str]:
     """The course map's boxes whose result depends on both the caption and the video, from its arrows: an
     arrow labelled t / F_e^text (v / F_e^video) carries the text (video) side, an unlabelled one all that
     its source has seen; a box that passes each side on separately (the shared VLAD) combines nothing."""
-    from .figures import ARROWS, BOXES  # same layer; the figure's own graph
 
     seen = {"caption": {"text"}, "experts": {"video"}}
 
@@ -201,7 +205,6 @@ def _sides_combined() -> set[str]:
 
 @exercise("00.4", "a list of the course map's box titles (as printed in the figure)")
 def _both_sides(answer: Any) -> str | None:
-    from .figures import BOXES  # same layer
 
     if isinstance(answer, str) or not all(isinstance(name, str) for name in answer):
         raise TypeError("expected a list of strings")
@@ -235,7 +238,6 @@ def _both_sides(answer: Any) -> str | None:
 
 def _netvlad_from_centers(mu: torch.Tensor, alpha: float, ghosts: torch.Tensor | None = None):
     """The notebook's NetVLAD with assignment softmax_k(-alpha ||z - mu_k||^2) (eq. c) and c'_k = mu_k."""
-    from ..model.vlad import NetVLAD  # a lower layer, imported where the checks need it
 
     every = mu if ghosts is None else torch.cat([mu, ghosts])
     net = NetVLAD(mu.shape[1], len(mu), ghost_clusters=len(every) - len(mu), assignment="bias")
@@ -252,7 +254,6 @@ EX01_GRID = np.logspace(-2, 2, 41)
 
 @exercise("01.1", "the smallest alpha of the grid, one number")
 def _alpha_threshold(answer: Any, centers: Any, points: Any) -> str | None:
-    from ..model.vlad import vlad  # a lower layer
 
     mu, z = torch.as_tensor(centers).double(), torch.as_tensor(points).double()
     hard = vlad(z[None], mu)[0]
@@ -497,8 +498,6 @@ EX03_3 = {"dim": 768}
 
 @exercise("03.3", "a dict {'proj': ..., 'attention': ..., 'geu': ...} of parameter counts")
 def _encoder_parameters(answer: Any) -> str | None:
-    from ..data import RELEASED_DIMS  # lower layers
-    from ..model.video import VideoEncoder  # a lower layer, as above
 
     def count(dims: dict, dim: int) -> dict[str, int]:
         enc = VideoEncoder(dims, dim)
@@ -570,7 +569,6 @@ def _shuffled_video(answer: Any, vlad: Any, tokens: Any, mask: Any) -> str | Non
 
 @exercise("04.3", "the gradient of text_vlad.assign_weight, a (D, K+G) tensor")
 def _video_gradient(answer: Any, model: Any, tokens: Any, mask: Any, probe: Any) -> str | None:
-    import copy
 
     if not torch.is_tensor(answer):
         raise TypeError(f"expected a tensor (assign_weight.grad), got {type(answer).__name__}")
@@ -593,7 +591,6 @@ def _video_gradient(answer: Any, model: Any, tokens: Any, mask: Any, probe: Any)
 
 @exercise("04.4", "the wordpiece with the largest mean ghost share, a string")
 def _ghost_wordpiece(answer: Any, model: Any, texts: Any, tokenizer: Any) -> str | None:
-    import pandas as pd
 
     if not isinstance(answer, str):
         raise TypeError(f"expected a string, got {type(answer).__name__}")

@@ -30,8 +30,8 @@ import nbformat
 from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
 
 from .checks import CHECKS
+from .website import REPO, notebooks
 
-REPO = Path(__file__).resolve().parents[2]
 SOLUTION, CHECK, OPEN_ENDED = "solution", "check", "open-ended"
 CODE_STUB = "answer = ...  # YOUR CODE HERE"
 OPEN_STUB = "# YOUR CODE HERE"
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "student" / "notebooks")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of notebooks/")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or notebooks()
     t0 = time.monotonic()
     try:
         written = write_student_edition(args.out, paths)

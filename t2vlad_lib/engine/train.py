@@ -72,7 +72,7 @@ from .runs import (
     recorded_data,
 )
 
-__all__ = ["train", "register_loss_terms", "config_terms",
+__all__ = ["train", "optimizer_and_loss", "register_loss_terms", "config_terms",
            "ensure_trained", "train_or_load", "TrainResult", "LossTerm",
            "RunExistsError", "build_model", "assignment_stats", "query_ranks"]
 
@@ -141,6 +141,14 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     if text:
         groups.append({"params": text, "lr": cfg.text.lr or cfg.optim.lr})
     return groups
+
+
+def optimizer_and_loss(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Callable]:
+    """What :func:`train` optimises with: the config's optimiser over the model's trainable parameters (a
+    fine-tuned text encoder at ``text.lr``) and its ranking loss, sims (B, B) -> scalar."""
+    groups = _param_groups(model, cfg)
+    optimizer = make_optimizer(groups, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
+    return optimizer, make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
 
 
 def train(
@@ -289,11 +297,8 @@ def _train(
     data = data or prepare(cfg, verbose=rank == 0)
     seed_everything(cfg.seed)
     model = build_model(cfg, data).to(device)
-    optimizer = make_optimizer(
-        _param_groups(model, cfg), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay
-    )
+    optimizer, loss_fn = optimizer_and_loss(model, cfg)
     scheduler = make_scheduler(optimizer, cfg.optim.decay, cfg.optim.decay_every)
-    loss_fn = make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
     if extra_terms is None:
         extra_terms = config_terms(cfg, data, device)
     use_amp = cfg.amp and device.type == "cuda"
