@@ -39,13 +39,17 @@ def test_candidates_are_the_dual_top_k_with_the_positive_exactly_once():
         listwise_candidates(sims, pos, k=31)
 
 
-def test_a_listwise_recipe_needs_the_gallery_and_names_its_k():
+def test_a_listwise_recipe_names_its_k_and_joint_training_takes_it_from_the_batch():
     recipe = MatchingRecipe("listwise", "gallery", n_sampled=9, n_random=0)
     assert recipe.tag.startswith("listwise10-gallery")
-    with pytest.raises(ValueError, match="'listwise' takes the gallery pool"):
-        MatchingRecipe("listwise", "batch", n_sampled=9, n_random=0)
     with pytest.raises(ValueError, match="no random negatives"):
         MatchingRecipe("listwise", "gallery", n_sampled=9, n_random=1)
+    joint = MatchingRecipe("listwise", "batch", n_sampled=4, n_random=0, joint=True, cross=True)
+    assert joint.tag.startswith("listwise5-batch") and joint.tag.endswith("-cross-joint")
+    with pytest.raises(ValueError, match="joint training takes listwise negatives from the batch"):
+        MatchingRecipe("listwise", "gallery", n_sampled=4, n_random=0, joint=True)
+    with pytest.raises(ValueError, match="tokens must be"):
+        MatchingRecipe(tokens="raw")
 
 
 def test_a_listwise_step_scores_k_candidates_per_caption_and_trains_the_head():
@@ -68,3 +72,45 @@ def test_a_listwise_step_scores_k_candidates_per_caption_and_trains_the_head():
     loss.backward()
     grads = [p.grad for p in head.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_joint_training_reaches_the_head_and_the_dual_encoder(tmp_path, monkeypatch):
+    """CLIP2TV's joint objective on the sample: the listwise term alone sends gradients into the head and into
+    the dual encoder's video and text projections; a 1-epoch ``train_joint`` moves both and writes its
+    summary beside the config's run."""
+    import json
+
+    from helpers import small_run
+
+    from t2vlad_lib.core.checkpoint import load_checkpoint
+    from t2vlad_lib.core.utils import seed_everything
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.runs import build_model
+    from t2vlad_lib.extensions.matching import joint_loss, train_joint
+    from t2vlad_lib.model.losses import make_ranking_loss
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("fast", small_run(tmp_path / "run", epochs=1))
+    data = prepare(cfg, verbose=False)
+    torch.manual_seed(0)
+    dual = build_model(cfg, data)
+    head = MatchingHead(dual.config.dim, heads=2, layers=1, residual=True)
+    text, video = data.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
+    total, rank, match = joint_loss(dual, head, text, video, make_ranking_loss("max_margin", 0.2, 0.05), k=3)
+    torch.testing.assert_close(total, rank + match)
+    match.backward()
+    named = dict(dual.named_parameters())
+    for name in ("video_encoder.proj.appearance.weight", "text_proj.weight"):
+        assert float(named[name].grad.abs().sum()) > 0, name
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in head.out.parameters())
+
+    recipe = MatchingRecipe("listwise", "batch", n_sampled=2, n_random=0, epochs=1, layers=1, joint=True)
+    res = train_joint(cfg, recipe, ks=(2, 4), curve_queries=10, data=data, timing_rounds=1)
+    assert res.path == recipe.summary_path(cfg.run_dir()).with_suffix(".pt") and res.path.exists()
+    summary = json.loads(res.path.with_suffix(".json").read_text())
+    assert summary["recipe"]["joint"] and len(summary["curve"]) == 1
+    seed_everything(cfg.seed)  # the untrained model train_joint started from: joint training moved it
+    fresh, ckpt = build_model(cfg, data), load_checkpoint(res.path)
+    moved = [k for k, v in fresh.state_dict().items() if not torch.equal(v, ckpt["dual"][k].to(v.dtype))]
+    assert any(k.startswith("video_encoder.") for k in moved) and any(k.startswith("text_proj") for k in moved)

@@ -30,13 +30,14 @@ def tokens(P=4, L=5, M=6, D=8, seed=0):
     return torch.randn(P, L, D, generator=g), tmask, torch.randn(P, M, D, generator=g), vmask
 
 
-def head():
+def head(cross=False):
     torch.manual_seed(0)
-    return MatchingHead(8, heads=2, layers=2).eval()
+    return MatchingHead(8, heads=2, layers=2, cross=cross).eval()
 
 
-def test_head_shapes_and_masked_tokens_change_nothing():
-    h = head()
+@pytest.mark.parametrize("cross", [False, True])
+def test_head_shapes_and_masked_tokens_change_nothing(cross):
+    h = head(cross)
     t, tm, v, vm = tokens()
     logits = h(t, tm, v, vm)
     assert logits.shape == (4,) and bool(torch.isfinite(logits).all())
@@ -44,10 +45,67 @@ def test_head_shapes_and_masked_tokens_change_nothing():
     t2[0, 3:] = 100.0
     v2[1, 2:] = -100.0
     torch.testing.assert_close(h(t2, tm, v2, vm), logits)
+    # trailing positions masked in every row (dropped before the transformer) change nothing either
+    pad = lambda x, m: (torch.cat([x, torch.randn(4, 3, 8)], 1), torch.cat([m, m.new_zeros(4, 3)], 1))
+    torch.testing.assert_close(h(*pad(t, tm), *pad(v, vm)), logits)
     # the score depends on the pairing (a cross-encoder, not a dot product of fixed vectors)
     assert not torch.allclose(h(t, tm, v.flip(0), vm.flip(0)), logits.flip(0))
     with pytest.raises(ValueError, match="MatchingHead"):
         h(t, tm, v[:3], vm[:3])
+
+
+def test_cross_attention_lets_only_words_read_the_video():
+    """In the cross-attention head the video tokens are keys and values: a text-free pair is impossible, and
+    changing one real video token moves the logit (the words read it)."""
+    h = head(cross=True)
+    t, tm, v, vm = tokens()
+    assert {n.split(".")[3] for n, _ in h.named_parameters() if n.startswith("encoder.layers.0.")} >= {
+        "self_attn", "multihead_attn"}
+    v2 = v.clone()
+    v2[2, 0] = torch.randn(8)  # (a constant shift would not do: the head layer-normalises its input)
+    moved = h(t, tm, v2, vm) != h(t, tm, v, vm)
+    assert moved.tolist() == [False, False, True, False]
+
+
+def test_label_head_embeds_multi_hot_labels():
+    torch.manual_seed(0)
+    h = MatchingHead(8, heads=2, layers=1, label_vocab=5).eval()
+    t, tm, _, vm = tokens()
+    labels = (torch.rand(4, 6, 5) > 0.5).float()
+    assert h(t, tm, labels, vm).shape == (4,)
+    assert h.video_in.in_features == 5 and h.config["label_vocab"] == 5
+
+
+def test_label_tokens_are_each_tokens_true_labels(tmp_path, monkeypatch):
+    """LabelTokens on the sample: each real token's multi-hot holds exactly its expert and the labels
+    ``data.labels.token_labels`` gives it (checked for every token of two videos)."""
+    from t2vlad_lib.data.digitclips import read_attributes
+    from t2vlad_lib.data.labels import token_labels
+    from t2vlad_lib.engine.config import load_config
+    from t2vlad_lib.engine.pipeline import prepare
+    from t2vlad_lib.engine.runs import build_model
+    from t2vlad_lib.extensions.matching import token_sides
+
+    monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("fast", small_run(tmp_path / "run"))
+    data = prepare(cfg, verbose=False)
+    dual = build_model(cfg, data)
+    _, labels = token_sides(dual, "labels", data)
+    videos = data.test.videos.index(slice(0, 2))
+    multi, mask = labels(videos)
+    specs = read_attributes(data.root)["specs"]
+    pos = 0
+    for e in dual.video_encoder.experts:
+        for t in range(videos.features[e].shape[1]):
+            for b, vid in enumerate(videos.video_ids):
+                want = {("expert", e)} | {(a, x) for a, v in token_labels(specs[vid], e)[t].items()
+                                          for x in (v if isinstance(v, tuple) else (v,))}
+                got = {labels.vocab[i] for i in multi[b, pos].nonzero().flatten().tolist()}
+                assert got == {w for w in want if w in labels.index}, (vid, e, t)
+            pos += 1
+    assert pos == mask.shape[1] and {a for a, _ in labels.vocab} >= {"expert", "digit", "colour", "scene"}
+    _, projected = token_sides(dual, "projected", data)
+    assert projected(videos)[0].shape == (2, mask.shape[1], dual.config.dim)
 
 
 def test_pair_and_all_pair_logits_agree_with_direct_calls():

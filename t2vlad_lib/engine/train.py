@@ -143,10 +143,13 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return groups
 
 
-def optimizer_and_loss(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Callable]:
+def optimizer_and_loss(
+    model: nn.Module, cfg: TrainConfig, extra_groups: Sequence[dict] = ()
+) -> tuple[torch.optim.Optimizer, Callable]:
     """What :func:`train` optimises with: the config's optimiser over the model's trainable parameters (a
-    fine-tuned text encoder at ``text.lr``) and its ranking loss, sims (B, B) -> scalar."""
-    groups = _param_groups(model, cfg)
+    fine-tuned text encoder at ``text.lr``) and its ranking loss, sims (B, B) -> scalar. extra_groups: more
+    parameter groups trained alongside (e.g. a matching head trained jointly: ``matching.train_joint``)."""
+    groups = _param_groups(model, cfg) + list(extra_groups)
     optimizer = make_optimizer(groups, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
     return optimizer, make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)
 

@@ -115,6 +115,10 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"distillation teacher {path} was trained on {trained_on!r}, the student "
                               f"trains on {here['id']!r}: train the teacher on the student's data")
     matching = ckpt.get("kind") == "matching"
+    tokens = ckpt.get("recipe", {}).get("tokens", "contextual") if matching else "contextual"
+    if tokens != "contextual":
+        raise CheckpointError(f"distillation teacher {path}: its head reads the {tokens!r} video tokens; a "
+                              "teacher's head must read the dual encoder's contextual tokens")
     try:
         cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
         dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy

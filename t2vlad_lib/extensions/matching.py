@@ -36,17 +36,23 @@ from torch import Tensor, nn
 
 from ..core.batch import TextBatch, VideoBatch
 from ..core.checkpoint import atomic_write_text, save_checkpoint
-from ..core.utils import eval_mode, seed_everything, time_in_turns
+from ..core.utils import eval_mode, get_device, seed_everything, time_in_turns
+from ..data.digitclips import read_attributes
+from ..data.labels import token_labels
 from ..engine.evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
 from ..engine.loop import Callback, FitState, fit
 from ..engine.pipeline import prepare
-from ..engine.runs import load_run
+from ..engine.runs import build_model, load_run
+from ..engine.train import optimizer_and_loss
+from ..model.optim import make_scheduler
 from .rerank import rerank_scored, select_rerank, top_candidates
 
 __all__ = [
     "MatchingHead",
     "text_side",
     "video_side",
+    "LabelTokens",
+    "token_sides",
     "pair_logits",
     "all_pair_logits",
     "mine_hard_negatives",
@@ -55,10 +61,12 @@ __all__ = [
     "matching_loss",
     "listwise_candidates",
     "listwise_loss",
+    "joint_loss",
     "MatchingRecipe",
     "FIRST_RECIPE",
     "RECIPE",
     "train_matching",
+    "train_joint",
     "MatchingResult",
 ]
 
@@ -69,27 +77,40 @@ class MatchingHead(nn.Module):
     Args: dim: D. heads, layers, dropout: the transformer (FFN width 2D). residual: the logit is
     ``a * s + out([MATCH])`` with s the pair's dual similarity and a learned scale a, initially
     ``dual_scale`` (the sharpness of the negative sampling, 1 / 0.05): the head starts from what the dual
-    encoder knows and its transformer learns the correction (``forward(dual=...)``).
+    encoder knows and its transformer learns the correction (``forward(dual=...)``). cross: instead of one
+    joint self-attention over all tokens, [MATCH] and the words attend to each other and then to the video
+    tokens (cross-attention: text queries, video keys; a pre-LN transformer decoder without a causal mask).
+    label_vocab: the video input is a (P, M, label_vocab) multi-hot of each token's true labels
+    (:func:`label_tokens`), embedded by a linear layer of the head (the attribute-label diagnostic).
     """
 
     def __init__(
         self, dim: int, heads: int = 4, layers: int = 2, dropout: float = 0.1, residual: bool = False,
-        dual_scale: float = 20.0,
+        dual_scale: float = 20.0, cross: bool = False, label_vocab: int | None = None,
     ):
         super().__init__()
-        self.config = {"dim": dim, "heads": heads, "layers": layers, "dropout": dropout, "residual": residual}
-        self.residual = residual
+        self.config = {"dim": dim, "heads": heads, "layers": layers, "dropout": dropout, "residual": residual,
+                       "cross": cross, "label_vocab": label_vocab}
+        self.residual, self.cross = residual, cross
         if residual:
             self.dual_scale = nn.Parameter(torch.tensor(float(dual_scale)))
+        if label_vocab is not None:  # video "tokens" are multi-hot label vectors (P, M, V): embed them
+            self.video_in = nn.Linear(label_vocab, dim)
         self.match_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.type_emb = nn.Embedding(3, dim)  # 0 [MATCH], 1 text, 2 video
         self.norm_in = nn.LayerNorm(dim)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
-        )
+        if cross:  # [MATCH] + words attend to each other, then to the video tokens (keys and values)
+            dec = nn.TransformerDecoderLayer(
+                dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerDecoder(dec, layers, norm=nn.LayerNorm(dim))
+        else:
+            layer = nn.TransformerEncoderLayer(
+                dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerEncoder(
+                layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
+            )
         self.out = nn.Linear(dim, 1)
 
     def forward(
@@ -111,18 +132,28 @@ class MatchingHead(nn.Module):
                 f"{tuple(video.shape)}/{tuple(video_mask.shape)} must be (P, L, D)/(P, L), (P, M, D)/(P, M)"
             )
         p = text.shape[0]
+        (text, text_mask), (video, video_mask) = _trimmed(text, text_mask), _trimmed(video, video_mask)
+        if hasattr(self, "video_in"):
+            video = self.video_in(video)
         types = self.type_emb.weight
-        x = torch.cat(
-            [
-                self.match_token.expand(p, 1, -1) + types[0],
-                self.norm_in(text) + types[1],
-                self.norm_in(video) + types[2],
-            ],
-            1,
-        )  # (P, 1 + L + M, D)
-        mask = torch.cat([text_mask.new_ones(p, 1), text_mask.bool(), video_mask.bool()], 1)
-        logit = self.out(self.encoder(x, src_key_padding_mask=~mask)[:, 0]).squeeze(-1)
+        query = torch.cat([self.match_token.expand(p, 1, -1) + types[0], self.norm_in(text) + types[1]], 1)
+        query_mask = torch.cat([text_mask.new_ones(p, 1), text_mask.bool()], 1)
+        video = self.norm_in(video) + types[2]
+        if self.cross:
+            out = self.encoder(query, video, tgt_key_padding_mask=~query_mask,
+                               memory_key_padding_mask=~video_mask.bool())
+        else:  # one sequence (P, 1 + L + M, D)
+            mask = torch.cat([query_mask, video_mask.bool()], 1)
+            out = self.encoder(torch.cat([query, video], 1), src_key_padding_mask=~mask)
+        logit = self.out(out[:, 0]).squeeze(-1)
         return logit + self.dual_scale * dual if self.residual else logit
+
+
+def _trimmed(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the trailing positions that are padding in every row (they change no logit; shorter = faster)."""
+    real = mask.bool().any(0).nonzero()
+    n = int(real[-1]) + 1 if len(real) else 1
+    return tokens[:, :n], mask[:, :n]
 
 
 def text_side(dual: nn.Module, text: TextBatch) -> tuple[Tensor, Tensor]:
@@ -130,12 +161,71 @@ def text_side(dual: nn.Module, text: TextBatch) -> tuple[Tensor, Tensor]:
     return dual.text_tokens(text)
 
 
-def video_side(dual: nn.Module, video: VideoBatch) -> tuple[Tensor, Tensor]:
-    """The dual encoder's video tokens: (B, M, D) and the (B, M) bool mask (T2VLAD: after self-attention)."""
+def video_side(dual: nn.Module, video: VideoBatch, tokens: str = "contextual") -> tuple[Tensor, Tensor]:
+    """The dual encoder's video tokens: (B, M, D) and the (B, M) bool mask. tokens: "contextual" (T2VLAD:
+    after self-attention) or "projected" (each expert's projected tokens before it)."""
+    if tokens == "projected":
+        enc = getattr(dual, "video_encoder", None)
+        if not hasattr(enc, "local_tokens"):
+            raise ValueError(f"video_side: {type(dual).__name__} has no per-expert projected tokens "
+                             "(video_encoder.local_tokens); use tokens='contextual'")
+        projected, mask, _ = enc.local_tokens(video)
+        return projected, mask
+    if tokens != "contextual":
+        raise ValueError(f"video_side: tokens must be 'contextual' or 'projected', got {tokens!r}")
     if hasattr(dual, "video_tokens"):
         return dual.video_tokens(video)
     enc = dual.video_encoder(video)
     return enc.tokens, enc.token_mask
+
+
+def _label_pairs(token: dict[str, object]) -> list[tuple[str, object]]:
+    """One token's labels as (attribute, value) pairs: an actor attribute gives one pair per visible value."""
+    return [(a, x) for a, v in token.items() for x in (v if isinstance(v, tuple) else (v,))]
+
+
+class LabelTokens:
+    """The attribute-label diagnostic's video side: a video batch -> (B, M, V) multi-hot vectors of what each
+    of the dual encoder's token positions truly shows (``data.labels.token_labels``: digits, colours, sizes,
+    motions of the visible actors, the shot's scene, the sound) plus which expert it is, and the dual
+    encoder's (B, M) token mask. ``vocab``: the V (attribute, value) pairs, from the specs of ``video_ids``
+    (the training videos); a value never seen there is left out."""
+
+    def __init__(self, dual: nn.Module, specs: dict[str, dict], video_ids: list[str]):
+        self.dual, self.specs, self.experts = dual, specs, list(dual.video_encoder.experts)
+        vocab = {("expert", e) for e in self.experts}
+        for vid in video_ids:
+            for e in self.experts:
+                vocab.update(pair for token in token_labels(self._spec(vid), e) for pair in _label_pairs(token))
+        self.vocab = sorted(vocab, key=str)
+        self.index = {pair: i for i, pair in enumerate(self.vocab)}
+
+    def _spec(self, vid: str) -> dict:
+        if vid not in self.specs:
+            raise KeyError(f"LabelTokens: video {vid!r} has no spec in attributes.json")
+        return self.specs[vid]
+
+    def __call__(self, video: VideoBatch) -> tuple[Tensor, Tensor]:
+        _, mask, owner = self.dual.video_encoder.local_tokens(video)
+        out = torch.zeros(*mask.shape, len(self.vocab))
+        for b, vid in enumerate(video.video_ids):
+            for i, e in enumerate(self.experts):
+                positions = (owner == i).nonzero().flatten().tolist()
+                for pos, token in zip(positions, token_labels(self._spec(vid), e)):
+                    cols = [self.index[pair] for pair in [("expert", e), *_label_pairs(token)]
+                            if pair in self.index]
+                    out[b, pos, cols] = 1.0
+        return out.to(mask.device), mask
+
+
+def token_sides(dual: nn.Module, tokens: str = "contextual", data=None):
+    """(text batch -> tokens, mask), (video batch -> tokens, mask) of a head reading ``tokens``:
+    "contextual", "projected" (:func:`video_side`) or "labels" (:class:`LabelTokens`; DigitClips only,
+    ``data`` the ``Prepared`` whose ``attributes.json`` and training videos it reads)."""
+    if tokens == "labels":
+        specs = read_attributes(data.root)["specs"]
+        return (lambda b: text_side(dual, b)), LabelTokens(dual, specs, data.train_eval_set().videos.video_ids)
+    return (lambda b: text_side(dual, b)), (lambda b: video_side(dual, b, tokens))
 
 
 def pair_logits(
@@ -264,7 +354,12 @@ class MatchingRecipe:
     encoder scores the whole training split once, so a caption meets the near misses it will meet in a
     test top-k of 1,000 videos, not only those among 63 others). AdamW at ``lr`` for ``epochs`` epochs,
     cosine-decayed to zero; head of ``layers`` x ``heads``; residual: the head's logit adds a learned multiple
-    of the pair's dual similarity (:class:`MatchingHead`)."""
+    of the pair's dual similarity (:class:`MatchingHead`). tokens: what the head reads of a video
+    (:func:`token_sides`: "contextual", "projected" or the true "labels"); cross: cross-attention from the
+    words to the video tokens instead of one joint self-attention. joint: CLIP2TV's design
+    (:func:`train_joint`): the dual encoder trains from scratch with the head, ranking loss plus the listwise
+    loss on candidates mined from the batch's similarities (listwise, batch pool; ``epochs`` is the dual
+    encoder's schedule and the head shares its optimiser)."""
 
     negatives: str = "sampled"
     pool: str = "gallery"
@@ -276,16 +371,25 @@ class MatchingRecipe:
     layers: int = 2
     heads: int = 4
     residual: bool = False
+    tokens: str = "contextual"
+    cross: bool = False
+    joint: bool = False
 
     def __post_init__(self) -> None:
+        if self.tokens not in ("contextual", "projected", "labels"):
+            raise ValueError(f"MatchingRecipe: tokens must be 'contextual', 'projected' or 'labels', got "
+                             f"{self.tokens!r}")
+        if self.joint and (self.negatives != "listwise" or self.pool != "batch" or self.tokens == "labels"):
+            raise ValueError("MatchingRecipe: joint training takes listwise negatives from the batch "
+                             "(negatives='listwise', pool='batch') and the dual encoder's own tokens")
         if self.negatives not in ("sampled", "hardest", "listwise"):
             raise ValueError(
                 f"MatchingRecipe: negatives must be 'sampled' or 'hardest' (pairwise) or 'listwise', got "
                 f"{self.negatives!r}"
             )
-        if self.negatives == "listwise" and (self.pool != "gallery" or self.n_random or self.n_sampled < 1):
-            raise ValueError("MatchingRecipe: 'listwise' takes the gallery pool, n_sampled >= 1 (k - 1 "
-                             "negatives) and no random negatives")
+        if self.negatives == "listwise" and (self.n_random or self.n_sampled < 1):
+            raise ValueError("MatchingRecipe: 'listwise' takes n_sampled >= 1 (k - 1 negatives) and no random "
+                             "negatives")
         if self.n_sampled < 0 or self.n_random < 0 or self.n_sampled + self.n_random < 1:
             raise ValueError("MatchingRecipe: n_sampled, n_random >= 0 and at least one negative per side")
         if self.negatives == "hardest" and (self.n_sampled < 1 or self.n_random):
@@ -300,8 +404,10 @@ class MatchingRecipe:
         """A file-name tag naming every field: ``matching-<tag>.json`` beside the dual run's best.pt."""
         neg = {"hardest": f"hardest{self.n_sampled}", "listwise": f"listwise{self.n_sampled + 1}"}.get(
             self.negatives, f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
-        res = "-residual" if self.residual else ""
-        return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{res}"
+        extra = "".join(f"-{name}" for name, on in (("residual", self.residual), ("projected", self.tokens ==
+                        "projected"), ("labels", self.tokens == "labels"), ("cross", self.cross),
+                        ("joint", self.joint)) if on)
+        return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{extra}"
 
     def summary_path(self, run_dir: str | Path) -> Path:
         """``run_dir/matching-<tag>.json``: the summary :func:`train_matching` writes for a dual run."""
@@ -371,14 +477,13 @@ def _tokens(fn, batch: Any, size: int, dev: torch.device) -> tuple[Tensor, Tenso
 
 
 class _Scorer:
-    """The head over an evaluation set's pre-computed tokens: (query ids, gallery ids) -> logits."""
+    """The head over an evaluation set's pre-computed tokens (``sides``: :func:`token_sides`):
+    (query ids, gallery ids) -> logits."""
 
-    def __init__(
-        self, head: MatchingHead, dual: nn.Module, evalset, sims: Tensor, size: int, dev: torch.device
-    ):
+    def __init__(self, head: MatchingHead, sides, evalset, sims: Tensor, size: int, dev: torch.device):
         self.head, self.dev, self.sims = head, dev, sims  # sims: the dual (N_q, N_g) matrix
-        self.text = _tokens(lambda b: text_side(dual, b), evalset.texts, size, dev)
-        self.video = _tokens(lambda b: video_side(dual, b), evalset.videos, size, dev)
+        self.text = _tokens(sides[0], evalset.texts, size, dev)
+        self.video = _tokens(sides[1], evalset.videos, size, dev)
 
     @torch.no_grad()
     def __call__(self, q: Tensor, g: Tensor) -> Tensor:
@@ -388,6 +493,19 @@ class _Scorer:
 
 def _t2v(metrics: dict[str, float]) -> dict[str, float]:
     return {key: v for key, v in metrics.items() if key.startswith("t2v_")}
+
+
+def _new_head(dual: nn.Module, recipe: MatchingRecipe, sides) -> MatchingHead:
+    vocab = len(sides[1].vocab) if recipe.tokens == "labels" else None
+    return MatchingHead(dual.config.dim, recipe.heads, recipe.layers, residual=recipe.residual,
+                        cross=recipe.cross, label_vocab=vocab)
+
+
+def _validation_split(cfg, data):
+    if data.val is None:
+        raise ValueError(f"train_matching: {cfg.run_dir()}: k and the fusion weight are chosen on the "
+                         "validation split, and this config has none")
+    return data.val
 
 
 def train_matching(
@@ -409,42 +527,124 @@ def train_matching(
     Args:
         cfg: the TrainConfig whose data/batch size/seed to use (usually the dual run's).
         dual_checkpoint: the trainer's ``best.pt`` (its own config rebuilds the dual encoder).
-        recipe: negatives, epochs, lr, head size. ks, weights: the validation grid of (k, w).
+        recipe: negatives, epochs, lr, head size, tokens (a joint recipe: :func:`train_joint`).
+        ks, weights: the validation grid of (k, w).
         curve_queries: validation queries of the learning curve (a fixed random subset).
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
             dual's); its summary goes to the same name with ``.json``.
     """
+    if recipe.joint:
+        raise ValueError("train_matching: a joint recipe trains its dual encoder too: use train_joint")
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
-    if data.val is None:
-        raise ValueError(f"train_matching: {cfg.run_dir()}: k and the fusion weight are chosen on the "
-                         "validation split, and this config has none")
+    val = _validation_split(cfg, data)
     # the dual encoder is frozen here; a fine-tuned text encoder is the model's own copy (build_model),
     # so freezing it leaves the one inside ``data`` untouched
     loaded = load_run(dual_checkpoint, data=data)
     dual = loaded.model.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
-    head = MatchingHead(dual.config.dim, recipe.heads, recipe.layers, residual=recipe.residual).to(dev)
+    sides = token_sides(dual, recipe.tokens, data)
+    head = _new_head(dual, recipe, sides).to(dev)
     steps = sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))  # per epoch
     opt, sched = _head_optimizer(head, recipe, steps)
-    size = cfg.eval_batch_size
-    _, val_sims = evaluate(dual, data.val, size, return_sims=True)
-    val_scorer = _Scorer(head, dual, data.val, val_sims, size, dev)
+    _, val_sims = evaluate(dual, val, cfg.eval_batch_size, return_sims=True)
+    val_scorer = _Scorer(head, sides, val, val_sims, cfg.eval_batch_size, dev)
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    curve = _LearningCurve(val_scorer, val_sims, data.val.query_masks, curve_queries, gen, progress)
-    batches = _pair_batches(dual, data, cfg, recipe.pool, gen, dev)
+    curve = _LearningCurve(lambda: (val_scorer, val_sims), val.query_masks, curve_queries, gen, progress)
+    batches = _pair_batches(dual, sides, data, cfg, recipe.pool, gen, dev)
     state = fit(head, opt, batches, _pair_loss(head, recipe, gen, dev), recipe.epochs,
                 callbacks=[_EveryStep(sched.step), curve])
-    head.eval()
+    if out is None:
+        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
+    return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
+                            sum(row["epoch_seconds"] for row in state.history), Path(out), loaded.payload)
 
-    # choose k and w on validation (every query), then apply them to the test split
+
+def joint_loss(dual: nn.Module, head: MatchingHead, text: TextBatch, video: VideoBatch, rank_loss: Callable,
+               k: int, tokens: str = "contextual") -> tuple[Tensor, Tensor, Tensor]:
+    """CLIP2TV's joint objective on one batch (caption i describes video i): the dual encoder's ranking loss
+    on the (B, B) similarities plus the listwise loss of the head over each caption's top-k videos of the
+    batch under those similarities (:func:`listwise_candidates`). The head reads the dual encoder's tokens
+    with their gradients (so the matching loss trains the encoders too); a residual head adds the detached
+    dual similarity. Returns (total, ranking, listwise)."""
+    sims = dual.similarity(dual.encode_text(text), dual.encode_video(video))  # (B, B)
+    rank = rank_loss(sims.float())
+    diag = torch.arange(len(sims), device=sims.device)
+    cands, target = listwise_candidates(sims, diag, k)
+    ti, vi = diag.repeat_interleave(k), cands.flatten()
+    logits = pair_logits(head, *text_side(dual, text), *video_side(dual, video, tokens), ti, vi,
+                         dual=sims.detach().float()[ti, vi])
+    match = listwise_loss(logits.view(cands.shape), target)
+    return rank + match, rank, match
+
+
+def train_joint(
+    cfg,
+    recipe: MatchingRecipe,
+    *,
+    ks: tuple[int, ...] = KS,
+    weights: tuple[float, ...] = FUSION_WEIGHTS,
+    curve_queries: int = 500,
+    timing_rounds: int = 3,
+    data=None,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> MatchingResult:
+    """Train a dual encoder (``cfg``'s model, from scratch) and a matching head together (:func:`joint_loss`,
+    ``recipe.joint``), for ``recipe.epochs`` epochs with the config's optimiser and schedule (the head is one
+    more parameter group, at ``recipe.lr``); then, like :func:`train_matching`, choose k and w on validation,
+    re-rank the test split and time a query. Both are taken at the last epoch (no per-epoch selection).
+    out: default ``matching-<recipe.tag>.pt`` in ``cfg``'s run directory (beside the plain dual run of the
+    same config it is compared with); the summary's "dual" metrics are the jointly trained dual encoder's."""
+    if not recipe.joint:
+        raise ValueError("train_joint: give a joint recipe (MatchingRecipe(..., joint=True))")
+    seed_everything(cfg.seed)
+    data = data or prepare(cfg, verbose=progress)
+    val = _validation_split(cfg, data)
+    seed_everything(cfg.seed)
+    dev = get_device(cfg.device)
+    dual = build_model(cfg, data).to(dev)
+    sides = token_sides(dual, recipe.tokens, data)
+    head = _new_head(dual, recipe, sides).to(dev)
+    opt, rank_loss = optimizer_and_loss(dual, cfg, [{"params": list(head.parameters()), "lr": recipe.lr}])
+    sched = make_scheduler(opt, cfg.optim.decay, cfg.optim.decay_every)
+    both = nn.ModuleDict({"dual": dual, "head": head})
+    k = recipe.n_sampled + 1
+
+    def step_loss(batch) -> Tensor:
+        return joint_loss(dual, head, batch[0].to(dev), batch[1].to(dev), rank_loss, k, recipe.tokens)[0]
+
+    def current():  # the validation scorer of the current dual encoder and head
+        with eval_mode(both):
+            _, sims = evaluate(dual, val, cfg.eval_batch_size, return_sims=True)
+            return _Scorer(head, sides, val, sims, cfg.eval_batch_size, dev), sims
+
+    gen = torch.Generator().manual_seed(cfg.seed + 11)
+    curve = _LearningCurve(current, val.query_masks, curve_queries, gen, progress)
+    state = fit(both, opt, lambda e: data.epoch_batches(e, cfg.seed, cfg.batch_size), step_loss, recipe.epochs,
+                scheduler=sched, grad_clip=cfg.optim.grad_clip, callbacks=[curve])
+    dual.eval().requires_grad_(False)
+    out = Path(out) if out is not None else recipe.summary_path(cfg.run_dir()).with_suffix(".pt")
+    return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
+                            sum(row["epoch_seconds"] for row in state.history), out,
+                            {"config": cfg.to_dict(), "model": dual.state_dict()})
+
+
+def _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve_rows,
+                     train_seconds, out: Path, dual_payload) -> MatchingResult:
+    """k and w chosen on validation (every query), the test split re-ranked with them, a query timed; the
+    head's checkpoint and summary written (:func:`_write`)."""
+    head.eval()
+    size, dev = cfg.eval_batch_size, next(head.parameters()).device
+    _, val_sims = evaluate(dual, data.val, size, return_sims=True)
+    val_scorer = _Scorer(head, sides, data.val, val_sims, size, dev)
     k_max = min(max(ks), val_sims.shape[1])
     val_order, val_logits = top_candidates(val_sims, val_scorer, k_max)
     choice = select_rerank(val_sims, val_order, val_logits, data.val.query_masks, ks, weights)
     per_k_choice = {k: select_rerank(val_sims, val_order, val_logits, data.val.query_masks, [k], weights)
                     for k in ks}
     dual_metrics, test_sims = evaluate(dual, data.test, size, return_sims=True)
-    test_scorer = _Scorer(head, dual, data.test, test_sims, size, dev)
+    test_scorer = _Scorer(head, sides, data.test, test_sims, size, dev)
     test_order, test_logits = top_candidates(test_sims, test_scorer, min(k_max, test_sims.shape[1]))
     rerank_test = _test_metrics(test_sims, test_order, test_logits, data.test.query_masks)
     reranked = rerank_test(choice.k, choice.weight)
@@ -454,18 +654,14 @@ def train_matching(
         per_k[str(k)] = {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
                                                                 ("t2v_R1", "t2v_R5", "t2v_R10")}}
     median = _seconds_per_query(dual, data.test, test_scorer, test_order, ks, size, timing_rounds)
-
-    if out is None:
-        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
     result = MatchingResult(
         k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
-        r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve.rows,
+        r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve_rows,
         dual_seconds_per_query=median["dual"], rerank_seconds_per_query=median[str(choice.k)],
-        rerank_seconds_by_k={k: median[k] for k in map(str, ks)},
-        train_seconds=sum(row["epoch_seconds"] for row in state.history),
-        recipe=asdict(recipe), path=Path(out), head=head,
+        rerank_seconds_by_k={k: median[k] for k in map(str, ks)}, train_seconds=train_seconds,
+        recipe=asdict(recipe), path=out, head=head,
     )
-    _write(result, choice, loaded.payload)
+    _write(result, choice, dual_payload)
     return result
 
 
@@ -495,52 +691,56 @@ class _EveryStep(Callback):
 
 
 class _LearningCurve(Callback):
-    """After every epoch: the training loss (key ``train_bce``; the cross-entropy for a listwise recipe) and
-    the validation R@1 of the head alone (k = 10, w = 1) on a fixed random subset of validation queries
-    (drawn with ``gen``), beside the dual R@1 on the same subset: ``rows``, printed when ``progress``."""
+    """After every epoch: the training loss (key ``train_bce``; the cross-entropy for a listwise recipe, the
+    total for a joint one) and the validation R@1 of the head alone (k = 10, w = 1) on a fixed random subset
+    of validation queries (drawn with ``gen``), beside the dual R@1 on the same subset: ``rows``, printed when
+    ``progress``. ``current()`` gives the validation scorer and dual similarities (new ones each epoch when
+    the dual encoder trains)."""
 
-    def __init__(self, scorer: _Scorer, val_sims: Tensor, query_masks: Tensor, queries: int,
+    def __init__(self, current: Callable[[], tuple[_Scorer, Tensor]], query_masks: Tensor, queries: int,
                  gen: torch.Generator, progress: bool):
         truth = query_masks.nonzero()[:, 0]  # the video of each validation caption
         self.subset = torch.randperm(len(truth), generator=gen)[:queries].sort().values
-        self.sims, self.truth = val_sims[self.subset], truth[self.subset]
-        self.order = self.sims.argsort(dim=1, descending=True, stable=True)
-        self.k = min(10, self.sims.shape[1])
-        self.dual_r1 = 100.0 * float((self.order[:, 0] == self.truth).float().mean())
-        self.scorer, self.progress, self.rows = scorer, progress, []
+        self.truth = truth[self.subset]
+        self.current, self.progress, self.rows = current, progress, []
 
     def on_epoch_end(self, state: FitState) -> None:
-        with eval_mode(self.scorer.head):
-            logits = self.scorer(self.subset.repeat_interleave(self.k), self.order[:, : self.k].flatten())
-        _, order = rerank_scored(self.sims, self.order, logits.view(-1, self.k), self.k, 1.0)
-        head_r1 = 100.0 * float((order[:, 0] == self.truth).float().mean())
+        scorer, sims = self.current()
+        sims = sims[self.subset]
+        order = sims.argsort(dim=1, descending=True, stable=True)
+        k = min(10, sims.shape[1])
+        with eval_mode(scorer.head):
+            logits = scorer(self.subset.repeat_interleave(k), order[:, :k].flatten())
+        _, reranked = rerank_scored(sims, order, logits.view(-1, k), k, 1.0)
+        head_r1 = 100.0 * float((reranked[:, 0] == self.truth).float().mean())
+        dual_r1 = 100.0 * float((order[:, 0] == self.truth).float().mean())
         self.rows.append({"epoch": state.epoch + 1, "train_bce": state.row["train_loss"],
-                          "val_head_R1": head_r1, "val_dual_R1": self.dual_r1})
+                          "val_head_R1": head_r1, "val_dual_R1": dual_r1})
         if self.progress:
-            row = self.rows[-1]
-            print(f"matching epoch {row['epoch']}/{state.epochs}  bce {row['train_bce']:.4f}  val R@1 head "
-                  f"alone {head_r1:.1f} (dual {self.dual_r1:.1f})")
+            print(f"matching epoch {state.epoch + 1}/{state.epochs}  loss {state.row['train_loss']:.4f}  val "
+                  f"R@1 head alone {head_r1:.1f} (dual {dual_r1:.1f})")
 
 
-def _pair_batches(dual: nn.Module, data, cfg, pool: str, gen: torch.Generator, dev: torch.device):
+def _pair_batches(dual: nn.Module, sides, data, cfg, pool: str, gen: torch.Generator, dev: torch.device):
     """epoch -> the head's training batches. Each: the four token tables (text tokens and mask, video tokens
-    and mask) and their dual similarities, the positive pairs (caption c[i], video v[i]), the caption ->
-    video similarities of each c[i] and the video -> caption ones of each v[i], with their positives.
-    pool "batch": the tables of each batch of the epoch (B x B); "gallery": the frozen dual encoder scores
-    the whole training split once, and each step takes B videos (drawn with ``gen``) and one caption each."""
+    and mask, from ``sides``) and their dual similarities, the positive pairs (caption c[i], video v[i]), the
+    caption -> video similarities of each c[i] and the video -> caption ones of each v[i], with their
+    positives. pool "batch": the tables of each batch of the epoch (B x B); "gallery": the frozen dual encoder
+    scores the whole training split once, and each step takes B videos (drawn with ``gen``) and one caption
+    each."""
     if pool == "batch":
         def batch_pool(epoch: int):
             for text, video in data.epoch_batches(epoch, cfg.seed + 7, cfg.batch_size):
                 text, video = text.to(dev), video.to(dev)
                 with torch.no_grad():
-                    (tt, tm), (vt, vm) = text_side(dual, text), video_side(dual, video)
+                    (tt, tm), (vt, vm) = sides[0](text), sides[1](video)
                     sims = dual.similarity(dual.encode_text(text), dual.encode_video(video)).cpu()  # (B, B)
                 diag = torch.arange(len(sims))
                 yield (tt, tm, vt, vm), sims, diag, diag, sims, diag, sims.T, diag
         return batch_pool
     split, size = data.train_eval_set(), cfg.eval_batch_size
-    t_table = _tokens(lambda b: text_side(dual, b), split.texts, size, dev)
-    v_table = _tokens(lambda b: video_side(dual, b), split.videos, size, dev)
+    t_table = _tokens(sides[0], split.texts, size, dev)
+    v_table = _tokens(sides[1], split.videos, size, dev)
     _, sims = evaluate(dual, split, size, return_sims=True)  # (N_captions, N_videos)
     caption_video = split.query_masks.nonzero()[:, 0]  # the video of each training caption
 
