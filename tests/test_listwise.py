@@ -113,4 +113,32 @@ def test_joint_training_reaches_the_head_and_the_dual_encoder(tmp_path, monkeypa
     seed_everything(cfg.seed)  # the untrained model train_joint started from: joint training moved it
     fresh, ckpt = build_model(cfg, data), load_checkpoint(res.path)
     moved = [k for k, v in fresh.state_dict().items() if not torch.equal(v, ckpt["dual"][k].to(v.dtype))]
-    assert any(k.startswith("video_encoder.") for k in moved) and any(k.startswith("text_proj") for k in moved)
+    assert any(k.startswith("video_encoder.") for k in moved)
+    assert any(k.startswith("text_proj") for k in moved)
+
+
+def test_keep_best_restores_the_epoch_whose_head_ranks_validation_best():
+    """A toy 'head' whose one weight says whether it puts the true video first (> 0) or last: epochs with
+    weights 1, -1, 0.5 give head-alone R@1 100, 0, 100; the first best epoch is kept and restored."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from t2vlad_lib.extensions.matching import _LearningCurve
+
+    module = nn.Linear(1, 1, bias=False)
+
+    def scorer(q, g):
+        return torch.where(g == q, module.weight.detach()[0, 0], torch.tensor(0.0))
+
+    scorer.head = module
+    sims = torch.rand(4, 4, generator=torch.Generator().manual_seed(0))
+    curve = _LearningCurve(lambda: (scorer, sims), torch.ones(4, 1, dtype=torch.bool), None,
+                           torch.Generator().manual_seed(0), False, keep=module)
+    for epoch, w in enumerate([1.0, -1.0, 0.5]):
+        with torch.no_grad():
+            module.weight.fill_(w)
+        curve.on_epoch_end(SimpleNamespace(epoch=epoch, epochs=3, row={"train_loss": 0.0}))
+    assert [r["val_head_R1"] for r in curve.rows] == [100.0, 0.0, 100.0]
+    curve.restore_best()
+    assert module.weight.item() == 1.0 and [r.get("kept", False) for r in curve.rows] == [True, False, False]

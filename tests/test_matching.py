@@ -46,7 +46,9 @@ def test_head_shapes_and_masked_tokens_change_nothing(cross):
     v2[1, 2:] = -100.0
     torch.testing.assert_close(h(t2, tm, v2, vm), logits)
     # trailing positions masked in every row (dropped before the transformer) change nothing either
-    pad = lambda x, m: (torch.cat([x, torch.randn(4, 3, 8)], 1), torch.cat([m, m.new_zeros(4, 3)], 1))
+    def pad(x, m):
+        return torch.cat([x, torch.randn(4, 3, 8)], 1), torch.cat([m, m.new_zeros(4, 3)], 1)
+
     torch.testing.assert_close(h(*pad(t, tm), *pad(v, vm)), logits)
     # the score depends on the pairing (a cross-encoder, not a dot product of fixed vectors)
     assert not torch.allclose(h(t, tm, v.flip(0), vm.flip(0)), logits.flip(0))

@@ -34,6 +34,7 @@ LINKED_PAGES = {
     "docs/results/ablations.md": "The paper's ablations on DigitClips (notebook 07)",
     "docs/results/beyond.md": "Beyond T2VLAD on DigitClips (notebook 10)",
     "docs/results/diagnosis.md": "Why do the shared centers not specialise? (notebook 08)",
+    "docs/results/rerankers.md": "Re-ranking T2VLAD's top k on DigitClips (notebook 11)",
     "docs/results/text_encoder.md": "The text encoder on DigitClips (notebook 12)",
     "data_samples/README.md": "The shipped data samples",
     "docs/teaching.md": "Teaching with t2vlad",

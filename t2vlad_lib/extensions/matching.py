@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.batch import TextBatch, VideoBatch
-from ..core.checkpoint import atomic_write_text, save_checkpoint
+from ..core.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from ..core.metrics import t2v_ranks
 from ..core.utils import eval_mode, get_device, seed_everything, time_in_turns
 from ..data.digitclips import read_attributes
 from ..data.labels import token_labels
+from ..engine.config import from_dict
 from ..engine.evaluate import encode_videos, evaluate, query_topk, retrieval_metrics
 from ..engine.loop import Callback, FitState, fit
 from ..engine.pipeline import prepare
-from ..engine.runs import build_model, load_run
+from ..engine.runs import build_model, load_run, load_weights
 from ..engine.train import optimizer_and_loss
 from ..model.optim import make_scheduler
 from .rerank import rerank_scored, select_rerank, top_candidates
@@ -65,9 +67,12 @@ __all__ = [
     "MatchingRecipe",
     "FIRST_RECIPE",
     "RECIPE",
+    "LISTWISE",
     "train_matching",
     "train_joint",
     "MatchingResult",
+    "test_ranks",
+    "rerank_test_ranks",
 ]
 
 
@@ -196,7 +201,8 @@ class LabelTokens:
         vocab = {("expert", e) for e in self.experts}
         for vid in video_ids:
             for e in self.experts:
-                vocab.update(pair for token in token_labels(self._spec(vid), e) for pair in _label_pairs(token))
+                for token in token_labels(self._spec(vid), e):
+                    vocab.update(_label_pairs(token))
         self.vocab = sorted(vocab, key=str)
         self.index = {pair: i for i, pair in enumerate(self.vocab)}
 
@@ -211,7 +217,7 @@ class LabelTokens:
         for b, vid in enumerate(video.video_ids):
             for i, e in enumerate(self.experts):
                 positions = (owner == i).nonzero().flatten().tolist()
-                for pos, token in zip(positions, token_labels(self._spec(vid), e)):
+                for pos, token in zip(positions, token_labels(self._spec(vid), e), strict=True):
                     cols = [self.index[pair] for pair in [("expert", e), *_label_pairs(token)]
                             if pair in self.index]
                     out[b, pos, cols] = 1.0
@@ -224,7 +230,8 @@ def token_sides(dual: nn.Module, tokens: str = "contextual", data=None):
     ``data`` the ``Prepared`` whose ``attributes.json`` and training videos it reads)."""
     if tokens == "labels":
         specs = read_attributes(data.root)["specs"]
-        return (lambda b: text_side(dual, b)), LabelTokens(dual, specs, data.train_eval_set().videos.video_ids)
+        train_ids = data.train_eval_set().videos.video_ids
+        return (lambda b: text_side(dual, b)), LabelTokens(dual, specs, train_ids)
     return (lambda b: text_side(dual, b)), (lambda b: video_side(dual, b, tokens))
 
 
@@ -359,7 +366,9 @@ class MatchingRecipe:
     words to the video tokens instead of one joint self-attention. joint: CLIP2TV's design
     (:func:`train_joint`): the dual encoder trains from scratch with the head, ranking loss plus the listwise
     loss on candidates mined from the batch's similarities (listwise, batch pool; ``epochs`` is the dual
-    encoder's schedule and the head shares its optimiser)."""
+    encoder's schedule and the head shares its optimiser). keep_best: keep the epoch whose head alone ranks
+    the validation queries' top 10 best (the learning curve's R@1; with a joint recipe, the dual encoder of
+    that epoch too) instead of the last."""
 
     negatives: str = "sampled"
     pool: str = "gallery"
@@ -374,6 +383,7 @@ class MatchingRecipe:
     tokens: str = "contextual"
     cross: bool = False
     joint: bool = False
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         if self.tokens not in ("contextual", "projected", "labels"):
@@ -388,8 +398,8 @@ class MatchingRecipe:
                 f"{self.negatives!r}"
             )
         if self.negatives == "listwise" and (self.n_random or self.n_sampled < 1):
-            raise ValueError("MatchingRecipe: 'listwise' takes n_sampled >= 1 (k - 1 negatives) and no random "
-                             "negatives")
+            raise ValueError("MatchingRecipe: 'listwise' takes n_sampled >= 1 (k - 1 negatives) and no "
+                             "random negatives")
         if self.n_sampled < 0 or self.n_random < 0 or self.n_sampled + self.n_random < 1:
             raise ValueError("MatchingRecipe: n_sampled, n_random >= 0 and at least one negative per side")
         if self.negatives == "hardest" and (self.n_sampled < 1 or self.n_random):
@@ -406,7 +416,7 @@ class MatchingRecipe:
             self.negatives, f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
         extra = "".join(f"-{name}" for name, on in (("residual", self.residual), ("projected", self.tokens ==
                         "projected"), ("labels", self.tokens == "labels"), ("cross", self.cross),
-                        ("joint", self.joint)) if on)
+                        ("joint", self.joint), ("best", self.keep_best)) if on)
         return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{extra}"
 
     def summary_path(self, run_dir: str | Path) -> Path:
@@ -417,6 +427,10 @@ class MatchingRecipe:
 # the first recipe of notebook 11's table: hardest in-batch negatives, 5 epochs
 FIRST_RECIPE = MatchingRecipe("hardest", "batch", n_sampled=1, n_random=0, epochs=5, lr=1e-3)
 RECIPE = MatchingRecipe(epochs=12, residual=True)  # the re-ranker of notebook 11's seed table
+# listwise on the frozen dual encoder's own top 10 (k = 10 at training; k and w chosen on validation), the
+# epoch whose head alone ranks validation best
+LISTWISE = MatchingRecipe("listwise", "gallery", n_sampled=9, n_random=0, epochs=6, residual=True,
+                          keep_best=True)
 FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # the grid of w searched on validation
 KS = (5, 10, 20)
 
@@ -448,7 +462,8 @@ class MatchingResult:
     head alone (k = 10, w = 1) on a fixed subset of validation queries, with the dual R@1 on the same subset;
     seconds per query, measured in turns in one run: the dual encoder's query (encode, score the pre-encoded
     gallery, top 10) and the k head passes at every k (``rerank_seconds_by_k``); train_seconds: the head's
-    training, the frozen dual encoder's forward passes included."""
+    training, the frozen dual encoder's forward passes included; test_ranks: each test query's 0-based
+    rank of its video, "dual" and "reranked" (at the chosen k and w): for paired comparisons."""
 
     k: int
     weight: float
@@ -462,6 +477,7 @@ class MatchingResult:
     rerank_seconds_by_k: dict[str, float]
     train_seconds: float
     recipe: dict[str, Any]
+    test_ranks: dict[str, list[float]] = field(default_factory=dict)
     path: Path | None = None
     head: MatchingHead | None = None
 
@@ -515,7 +531,7 @@ def train_matching(
     *,
     ks: tuple[int, ...] = KS,
     weights: tuple[float, ...] = FUSION_WEIGHTS,
-    curve_queries: int = 500,
+    curve_queries: int | None = None,
     timing_rounds: int = 3,
     data=None,
     out: str | Path | None = None,
@@ -529,7 +545,7 @@ def train_matching(
         dual_checkpoint: the trainer's ``best.pt`` (its own config rebuilds the dual encoder).
         recipe: negatives, epochs, lr, head size, tokens (a joint recipe: :func:`train_joint`).
         ks, weights: the validation grid of (k, w).
-        curve_queries: validation queries of the learning curve (a fixed random subset).
+        curve_queries: validation queries of the learning curve (a fixed random subset; None: all).
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
             dual's); its summary goes to the same name with ``.json``.
     """
@@ -550,10 +566,12 @@ def train_matching(
     _, val_sims = evaluate(dual, val, cfg.eval_batch_size, return_sims=True)
     val_scorer = _Scorer(head, sides, val, val_sims, cfg.eval_batch_size, dev)
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    curve = _LearningCurve(lambda: (val_scorer, val_sims), val.query_masks, curve_queries, gen, progress)
+    curve = _LearningCurve(lambda: (val_scorer, val_sims), val.query_masks, curve_queries, gen, progress,
+                           head if recipe.keep_best else None)
     batches = _pair_batches(dual, sides, data, cfg, recipe.pool, gen, dev)
     state = fit(head, opt, batches, _pair_loss(head, recipe, gen, dev), recipe.epochs,
                 callbacks=[_EveryStep(sched.step), curve])
+    curve.restore_best()
     if out is None:
         out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
     return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
@@ -584,7 +602,7 @@ def train_joint(
     *,
     ks: tuple[int, ...] = KS,
     weights: tuple[float, ...] = FUSION_WEIGHTS,
-    curve_queries: int = 500,
+    curve_queries: int | None = None,
     timing_rounds: int = 3,
     data=None,
     out: str | Path | None = None,
@@ -620,9 +638,11 @@ def train_joint(
             return _Scorer(head, sides, val, sims, cfg.eval_batch_size, dev), sims
 
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    curve = _LearningCurve(current, val.query_masks, curve_queries, gen, progress)
-    state = fit(both, opt, lambda e: data.epoch_batches(e, cfg.seed, cfg.batch_size), step_loss, recipe.epochs,
-                scheduler=sched, grad_clip=cfg.optim.grad_clip, callbacks=[curve])
+    curve = _LearningCurve(current, val.query_masks, curve_queries, gen, progress,
+                           both if recipe.keep_best else None)
+    state = fit(both, opt, lambda e: data.epoch_batches(e, cfg.seed, cfg.batch_size), step_loss,
+                recipe.epochs, scheduler=sched, grad_clip=cfg.optim.grad_clip, callbacks=[curve])
+    curve.restore_best()
     dual.eval().requires_grad_(False)
     out = Path(out) if out is not None else recipe.summary_path(cfg.run_dir()).with_suffix(".pt")
     return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
@@ -654,12 +674,13 @@ def _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_r
         per_k[str(k)] = {"weight": c.weight, "val_R1": c.r1, **{f"test_{key}": m[key] for key in
                                                                 ("t2v_R1", "t2v_R5", "t2v_R10")}}
     median = _seconds_per_query(dual, data.test, test_scorer, test_order, ks, size, timing_rounds)
+    ranks = test_ranks(test_sims, test_order, test_logits, data.test.query_masks, choice.k, choice.weight)
     result = MatchingResult(
         k=choice.k, weight=choice.weight, dual=_t2v(dual_metrics), reranked=reranked,
         r1_gain=reranked["t2v_R1"] - dual_metrics["t2v_R1"], per_k=per_k, curve=curve_rows,
         dual_seconds_per_query=median["dual"], rerank_seconds_per_query=median[str(choice.k)],
         rerank_seconds_by_k={k: median[k] for k in map(str, ks)}, train_seconds=train_seconds,
-        recipe=asdict(recipe), path=out, head=head,
+        recipe=asdict(recipe), test_ranks=ranks, path=out, head=head,
     )
     _write(result, choice, dual_payload)
     return result
@@ -695,14 +716,16 @@ class _LearningCurve(Callback):
     total for a joint one) and the validation R@1 of the head alone (k = 10, w = 1) on a fixed random subset
     of validation queries (drawn with ``gen``), beside the dual R@1 on the same subset: ``rows``, printed when
     ``progress``. ``current()`` gives the validation scorer and dual similarities (new ones each epoch when
-    the dual encoder trains)."""
+    the dual encoder trains). ``keep``: a module whose weights at the epoch of the best head-alone R@1 are
+    kept (:meth:`restore_best` puts them back; the first epoch wins a tie)."""
 
-    def __init__(self, current: Callable[[], tuple[_Scorer, Tensor]], query_masks: Tensor, queries: int,
-                 gen: torch.Generator, progress: bool):
+    def __init__(self, current: Callable[[], tuple[_Scorer, Tensor]], query_masks: Tensor,
+                 queries: int | None, gen: torch.Generator, progress: bool, keep: nn.Module | None = None):
         truth = query_masks.nonzero()[:, 0]  # the video of each validation caption
         self.subset = torch.randperm(len(truth), generator=gen)[:queries].sort().values
         self.truth = truth[self.subset]
         self.current, self.progress, self.rows = current, progress, []
+        self.keep, self.best, self.best_state = keep, None, None
 
     def on_epoch_end(self, state: FitState) -> None:
         scorer, sims = self.current()
@@ -716,9 +739,19 @@ class _LearningCurve(Callback):
         dual_r1 = 100.0 * float((order[:, 0] == self.truth).float().mean())
         self.rows.append({"epoch": state.epoch + 1, "train_bce": state.row["train_loss"],
                           "val_head_R1": head_r1, "val_dual_R1": dual_r1})
+        if self.keep is not None and (self.best is None or head_r1 > self.best[1]):
+            self.best = (state.epoch + 1, head_r1)
+            self.best_state = {k: v.detach().clone() for k, v in self.keep.state_dict().items()}
         if self.progress:
             print(f"matching epoch {state.epoch + 1}/{state.epochs}  loss {state.row['train_loss']:.4f}  val "
                   f"R@1 head alone {head_r1:.1f} (dual {dual_r1:.1f})")
+
+    def restore_best(self) -> None:
+        """Load the kept weights (nothing to do without ``keep``) and mark that epoch's row ``kept``."""
+        if self.keep is None or self.best_state is None:
+            return
+        self.keep.load_state_dict(self.best_state)
+        self.rows[self.best[0] - 1]["kept"] = True
 
 
 def _pair_batches(dual: nn.Module, sides, data, cfg, pool: str, gen: torch.Generator, dev: torch.device):
@@ -786,6 +819,34 @@ def _test_metrics(sims: Tensor, order: Tensor, logits: Tensor, query_masks: Tens
         return _t2v(retrieval_metrics(scores, query_masks))
 
     return metrics
+
+
+def test_ranks(sims: Tensor, order: Tensor, logits: Tensor, query_masks: Tensor, k: int, weight: float
+               ) -> dict[str, list[float]]:
+    """Each query's 0-based (tie-averaged) rank of its video: "dual" under ``sims`` and "reranked" at depth k
+    and fusion weight w (``order``, ``logits``: :func:`rerank.top_candidates`)."""
+    scores, _ = rerank_scored(sims, order, logits, k, weight)
+    return {"dual": t2v_ranks(sims, query_masks).tolist(),
+            "reranked": t2v_ranks(scores, query_masks).tolist()}
+
+
+def rerank_test_ranks(path: str | Path, data) -> dict[str, list[float]]:
+    """:func:`test_ranks` of a saved re-ranker (``matching-<tag>.pt``, with its dual encoder) on ``data``'s
+    test split at its chosen k and w: what a summary written before they were kept is missing."""
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(ckpt["dual_config"])
+    dual = build_model(cfg, data)
+    load_weights(dual, ckpt["dual"], path, cfg)
+    dual.eval().requires_grad_(False)
+    tokens = ckpt["recipe"].get("tokens", "contextual")
+    sides = token_sides(dual, tokens, data)
+    head = MatchingHead(**ckpt["head_config"])
+    head.load_state_dict(ckpt["head"])
+    head.eval()
+    _, sims = evaluate(dual, data.test, cfg.eval_batch_size, return_sims=True)
+    scorer = _Scorer(head, sides, data.test, sims, cfg.eval_batch_size, torch.device("cpu"))
+    order, logits = top_candidates(sims, scorer, ckpt["k"])
+    return test_ranks(sims, order, logits, data.test.query_masks, ckpt["k"], ckpt["weight"])
 
 
 def _seconds_per_query(dual: nn.Module, test, scorer: _Scorer, order: Tensor, ks: tuple[int, ...], size: int,
