@@ -142,3 +142,24 @@ def test_keep_best_restores_the_epoch_whose_head_ranks_validation_best():
     assert [r["val_head_R1"] for r in curve.rows] == [100.0, 0.0, 100.0]
     curve.restore_best()
     assert module.weight.item() == 1.0 and [r.get("kept", False) for r in curve.rows] == [True, False, False]
+
+
+def test_skip_leaves_out_the_lists_the_dual_encoder_missed():
+    """missed="skip": the loss is the cross-entropy of the captions whose positive is in the dual top k."""
+    from t2vlad_lib.extensions.matching import in_top_k
+
+    sims = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2], [0.9, 0.8, 0.7, 0.6, 0.0], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    assert in_top_k(sims, torch.tensor([2, 4, 4]), 3).tolist() == [True, False, True]
+    torch.manual_seed(0)
+    D, L, M = 8, 5, 6
+    head = MatchingHead(D, heads=2, layers=1).eval()
+    tt, tm = torch.randn(3, L, D), torch.ones(3, L, dtype=torch.bool)
+    vt, vm = torch.randn(5, M, D), torch.ones(5, M, dtype=torch.bool)
+    c, v = torch.arange(3), torch.tensor([2, 4, 4])
+    batch = ((tt, tm, vt, vm), sims, c, v, sims[c], v, sims[:, v].T, None)
+    skip = MatchingRecipe("listwise", "gallery", n_sampled=2, n_random=0, missed="skip")
+    loss = _pair_loss(head, skip, torch.Generator(), torch.device("cpu"))(batch)
+    cands, target = listwise_candidates(sims, v, 3)
+    by_hand = torch.stack([head(tt[i].expand(3, L, D), tm[i].expand(3, L), vt[cands[i]], vm[cands[i]])
+                           for i in (0, 2)])
+    torch.testing.assert_close(loss, listwise_loss(by_hand, target[[0, 2]]))

@@ -18,7 +18,8 @@ def fake_summary(seed, plain_r1, reranked_r1, ranks=True, joint=False):
     reranked = [0.0 if i < 10 * reranked_r1 else 5.0 for i in range(n)]
     grid = [{"k": k, "weight": w, "t2v_R1": 30.0 + 10 * w + k / 100}
             for k in (5, 10, 20) for w in (0.0, 0.5, 1.0)]
-    return {"k": 10, "weight": 0.5, "validation_grid": grid, "rerank_seconds_by_k": {"10": 0.009},
+    return {"k": 10, "weight": 0.5, "validation_grid": grid, "per_k": {"10": {"val_R1": 35.1}},
+            "rerank_seconds_by_k": {"10": 0.009},
             "dual_seconds_per_query": 0.001,
             "reranked": {"t2v_R1": reranked_r1, "t2v_R5": 60.0, "t2v_R10": 70.0},
             "plain": {"t2v_R1": plain_r1}, "recipe": {"joint": joint},
@@ -36,6 +37,7 @@ def test_table_and_verdicts_from_summaries(tmp_path, monkeypatch):
     table, verdicts = rerankers.reranker_results(recipes)
     row = table.loc[("listwise", 1)]
     assert row["val R@1: dual"] == pytest.approx(30.05) and row["head alone"] == pytest.approx(40.1)
+    assert row["re-ranked"] == 35.1
     assert (row["k"], row["w"], row["test R@1: T2VLAD"], row["re-ranked R@1"]) == (10, 0.5, 35.1, 36.6)
     assert row["ms per query"] == pytest.approx(10.0) and row["x dual"] == pytest.approx(10.0)
     assert set(verdicts) == {"pairwise", "listwise"}  # a one-seed recipe gets no verdict

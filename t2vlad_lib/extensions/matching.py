@@ -63,6 +63,7 @@ __all__ = [
     "matching_loss",
     "listwise_candidates",
     "listwise_loss",
+    "in_top_k",
     "joint_loss",
     "MatchingRecipe",
     "FIRST_RECIPE",
@@ -341,6 +342,13 @@ def listwise_candidates(sims: Tensor, positives: Tensor, k: int) -> tuple[Tensor
     return top, (top == positives[:, None]).int().argmax(1)
 
 
+def in_top_k(sims: Tensor, positives: Tensor, k: int) -> Tensor:
+    """(B,) bool: row i's positive column is among its k most similar (stable order, as
+    :func:`listwise_candidates`)."""
+    top = sims.detach().float().argsort(dim=1, descending=True, stable=True)[:, :k]
+    return (top == positives[:, None]).any(1)
+
+
 def listwise_loss(logits: Tensor, target: Tensor) -> Tensor:
     """Softmax cross-entropy over each row's candidates, the positive (its position ``target``) the class:
     logits (B, k), target (B,) -> the mean over rows."""
@@ -368,7 +376,10 @@ class MatchingRecipe:
     loss on candidates mined from the batch's similarities (listwise, batch pool; ``epochs`` is the dual
     encoder's schedule and the head shares its optimiser). keep_best: keep the epoch whose head alone ranks
     the validation queries' top 10 best (the learning curve's R@1; with a joint recipe, the dual encoder of
-    that epoch too) instead of the last."""
+    that epoch too) instead of the last. missed: a listwise caption whose positive the dual encoder's top k
+    misses gets it in place of the k-th candidate ("insert") or is left out of the loss ("skip": at test time
+    a re-ranker never sees such a list, and a residual head could learn that the candidate with the
+    outlying dual score is the inserted positive)."""
 
     negatives: str = "sampled"
     pool: str = "gallery"
@@ -384,8 +395,11 @@ class MatchingRecipe:
     cross: bool = False
     joint: bool = False
     keep_best: bool = False
+    missed: str = "insert"
 
     def __post_init__(self) -> None:
+        if self.missed not in ("insert", "skip"):
+            raise ValueError(f"MatchingRecipe: missed must be 'insert' or 'skip', got {self.missed!r}")
         if self.tokens not in ("contextual", "projected", "labels"):
             raise ValueError(f"MatchingRecipe: tokens must be 'contextual', 'projected' or 'labels', got "
                              f"{self.tokens!r}")
@@ -416,7 +430,8 @@ class MatchingRecipe:
             self.negatives, f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
         extra = "".join(f"-{name}" for name, on in (("residual", self.residual), ("projected", self.tokens ==
                         "projected"), ("labels", self.tokens == "labels"), ("cross", self.cross),
-                        ("joint", self.joint), ("best", self.keep_best)) if on)
+                        ("joint", self.joint), ("best", self.keep_best),
+                        ("skipmissed", self.missed == "skip")) if on)
         return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{extra}"
 
     def summary_path(self, run_dir: str | Path) -> Path:
@@ -797,6 +812,11 @@ def _pair_loss(head: MatchingHead, recipe: MatchingRecipe, gen: torch.Generator,
         (tt, tm, vt, vm), table, c, v, t2v, t2v_pos, v2t, v2t_pos = batch
         if recipe.negatives == "listwise":
             cands, target = listwise_candidates(t2v, t2v_pos, recipe.n_sampled + 1)  # (B, k), (B,)
+            if recipe.missed == "skip":  # only the lists the dual encoder's own top k holds the positive in
+                kept = in_top_k(t2v, t2v_pos, recipe.n_sampled + 1)
+                if not kept.any():
+                    return head.out.bias.sum() * 0.0  # nothing to learn from this batch
+                c, cands, target = c[kept], cands[kept], target[kept]
             ti, vi = c.repeat_interleave(cands.shape[1]).to(dev), cands.flatten().to(dev)
             logits = pair_logits(head, tt, tm, vt, vm, ti, vi, dual=table.to(dev)[ti, vi])
             return listwise_loss(logits.view(cands.shape), target.to(dev))
