@@ -49,6 +49,9 @@ _LISTWISE = {  # softmax cross-entropy over the dual encoder's top 10
     "8. as 5, trained jointly (CLIP2TV)": (dataclasses.replace(LISTWISE, pool="batch", joint=True, epochs=15,
                                                                keep_best=False, n_sampled=9), (0,)),
     "9. as 5, true labels as video tokens": (dataclasses.replace(LISTWISE, tokens="labels"), (0,)),
+    "10. as 5, missed lists left out": (dataclasses.replace(LISTWISE, missed="skip"), (0, 1, 2)),
+    "11. as 10, true labels as video tokens": (dataclasses.replace(LISTWISE, missed="skip", tokens="labels"),
+                                              (0,)),
 }
 # name -> (recipe, seeds); 9 is the diagnostic: the same head on what each token truly shows
 RERANKERS: dict[str, tuple[MatchingRecipe, tuple[int, ...]]] = {**_PAIRWISE, **_LISTWISE}
@@ -81,9 +84,9 @@ def reranker_results(recipes: dict[str, tuple[MatchingRecipe, tuple[int, ...]]] 
                      profile: str = "tutorial", root: str | Path | None = None
                      ) -> tuple[pd.DataFrame, dict[str, Verdict]]:
     """One row per recipe and seed: validation R@1 of the dual order, of the head alone (k = 10, w = 1) and
-    re-ranked at the chosen k and w, test t2v R@1 of plain T2VLAD, test R@1/5/10 re-ranked, ms per query (the dual query
-    plus k head passes) and its multiple of the dual query; and, for every recipe with >= 2 seeds, the
-    verdict "re-ranked beats plain T2VLAD" at test t2v R@1."""
+    re-ranked at the chosen k and w, test t2v R@1 of plain T2VLAD, test R@1/5/10 re-ranked, ms per query (the
+    dual query plus k head passes) and its multiple of the dual query; and, for every recipe with >= 2 seeds,
+    the verdict "re-ranked beats plain T2VLAD" at test t2v R@1."""
     recipes = RERANKERS if recipes is None else recipes
     rows, summaries = [], {}
     for name, (recipe, seeds) in recipes.items():
