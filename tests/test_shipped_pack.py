@@ -91,6 +91,16 @@ def test_a_summary_is_enough_for_tables_but_not_for_a_model(packed, tmp_path, mo
     assert json.loads((here.run_dir() / "results.json").read_text())["test"] == original["test"]
     assert json.loads((here.run_dir() / "query.json").read_text()) == {"query_seconds": 1e-4}  # extras too
     assert (here.run_dir() / "matching-x.json").exists() and not (here.run_dir() / "matching-x.pt").exists()
+    # a run installed before an extra file was shipped gets it alone; a file that is no extra never
+    (here.run_dir() / "matching-x.json").unlink()
+    root = base / "shipped"
+    assert shipped.install_extra(here, "matching-x.json", root)
+    assert (here.run_dir() / "matching-x.json").exists()
+    assert not shipped.install_extra(here, "results.json", root)  # a summary file, not an extra
+    assert not shipped.install_extra(here, "nope.json", root)
+    monkeypatch.setenv("T2VLAD_RETRAIN", "1")
+    assert not shipped.install_extra(here, "matching-x.json", root)
+    monkeypatch.delenv("T2VLAD_RETRAIN")
     ensure_trained(here, progress=False, need_model=True)
     assert calls and calls[0]["overwrite"] is True  # the weights are trained, over the summary
 

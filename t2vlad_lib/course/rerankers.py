@@ -32,6 +32,7 @@ from ..extensions.matching import (
 )
 from .ablate import markdown_table
 from .beyond import system_config
+from .shipped import install_extra
 
 __all__ = ["RERANKERS", "reranker_summary", "reranker_results", "write_rerankers"]
 
@@ -69,7 +70,7 @@ def reranker_summary(recipe: MatchingRecipe, seed: int, profile: str = "tutorial
     cfg = system_config("T2VLAD", seed, profile, root or ROOT)
     ensure_trained(cfg, None, progress=False, need_model=False)
     path = recipe.summary_path(cfg.run_dir())
-    if not path.exists():
+    if not path.exists() and not install_extra(cfg, path.name):  # a run installed before it was shipped
         ensure_trained(cfg, None, progress=False)
         if recipe.joint:
             train_joint(cfg, recipe, out=path.with_suffix(".pt"))

@@ -51,8 +51,8 @@ from ..engine.runs import (
     run_identity,
 )
 
-__all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "pack", "manifest", "refresh",
-           "machine", "provenance"]
+__all__ = ["SHIPPED_DIR", "fingerprint", "retrain", "find", "install", "install_extra", "pack", "manifest",
+           "refresh", "machine", "provenance"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "shipped_runs"
 REPO = SHIPPED_DIR.parent  # install messages show paths inside the repository from here
@@ -173,6 +173,18 @@ def install(cfg: TrainConfig, root: str | Path = SHIPPED_DIR, verbose: bool = Tr
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if verbose:
         _say_installed(run_dir, weights=payload is not None)
+    return True
+
+
+def install_extra(cfg: TrainConfig, filename: str, root: str | Path = SHIPPED_DIR) -> bool:
+    """Copy one extra file (``EXTRA_FILES``, e.g. a re-ranker's summary) of ``cfg``'s shipped run into its run
+    directory, for a run installed before the file was shipped; False when there is none (or retraining)."""
+    hit = None if retrain() else find(cfg, root)
+    src = Path(root) / hit[0] / filename if hit else None
+    if src is None or not any(src.match(pattern) for pattern in EXTRA_FILES) or not src.is_file():
+        return False
+    cfg.run_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, cfg.run_dir() / filename)
     return True
 
 
