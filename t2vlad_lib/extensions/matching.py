@@ -6,6 +6,7 @@ N_g gallery videos, k re-ranked candidates per query, s a pair's dual similarity
 
     [MATCH] + type_0,  text tokens (L, D) + type_1,  video tokens (M, D) + type_2
         --> pre-LN transformer (masked) --> Linear(D -> 1) on [MATCH] (+ a * s: a residual head) = logit
+    (or cross-attention: [MATCH] and the words attend to each other, then to the video tokens)
 
 The tokens are the frozen dual encoder's own: T2VLAD's projected text tokens and its contextual video
 tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`train_matching`, a
@@ -13,12 +14,15 @@ tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`t
 per text and per video in proportion to softmax(s / t) over the batch or the whole training gallery, plus
 uniform ones (or the hardest in the batch: the first recipe); or *listwise*, on the task the head faces at
 test time: each caption's top-k training videos under the frozen dual encoder (its positive put in when the
-dual misses it) scored together, softmax cross-entropy with the positive as the class (localized contrastive
-estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the dual encoder
+dual misses it, or the caption left out) scored together, softmax cross-entropy with the positive as the class
+(localized contrastive estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the dual encoder
 ranks the whole gallery, the head scores only the top-k of each query, and the top-k are reordered by a fusion
 of the two scores whose weight, like k, is chosen on the validation split; items beyond k keep the dual
-order. Cost per query: k head passes. Deviation from CLIP2TV: the head is trained after the dual encoder
-(frozen), not jointly end to end.
+order. Cost per query: k head passes. CLIP2TV trains its head jointly with the dual encoder: here
+:func:`train_joint` does (listwise, candidates from each batch's similarities), :func:`train_matching` trains it
+after the dual encoder, on the frozen one. What the head reads of a video (:func:`token_sides`): T2VLAD's
+contextual tokens, its per-expert projected tokens before self-attention, or, as a diagnostic on DigitClips,
+the true labels of what each token shows (:class:`LabelTokens`).
 """
 
 from __future__ import annotations
