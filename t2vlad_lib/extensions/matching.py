@@ -14,15 +14,15 @@ tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`t
 per text and per video in proportion to softmax(s / t) over the batch or the whole training gallery, plus
 uniform ones (or the hardest in the batch: the first recipe); or *listwise*, on the task the head faces at
 test time: each caption's top-k training videos under the frozen dual encoder (its positive put in when the
-dual misses it, or the caption left out) scored together, softmax cross-entropy with the positive as the class
-(localized contrastive estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the dual encoder
-ranks the whole gallery, the head scores only the top-k of each query, and the top-k are reordered by a fusion
-of the two scores whose weight, like k, is chosen on the validation split; items beyond k keep the dual
-order. Cost per query: k head passes. CLIP2TV trains its head jointly with the dual encoder: here
-:func:`train_joint` does (listwise, candidates from each batch's similarities), :func:`train_matching` trains it
-after the dual encoder, on the frozen one. What the head reads of a video (:func:`token_sides`): T2VLAD's
-contextual tokens, its per-expert projected tokens before self-attention, or, as a diagnostic on DigitClips,
-the true labels of what each token shows (:class:`LabelTokens`).
+dual misses it, or the caption left out) scored together, softmax cross-entropy with the positive as the
+class (localized contrastive estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the
+dual encoder ranks the whole gallery, the head scores only the top-k of each query, and the top-k are
+reordered by a fusion of the two scores whose weight, like k, is chosen on the validation split; items beyond
+k keep the dual order. Cost per query: k head passes. CLIP2TV trains its head jointly with the dual encoder:
+here :func:`train_joint` does (listwise, candidates from each batch's similarities), :func:`train_matching`
+trains it after the dual encoder, on the frozen one. What the head reads of a video (:func:`token_sides`):
+T2VLAD's contextual tokens, its per-expert projected tokens before self-attention, or, as a diagnostic on
+DigitClips, the true labels of what each token shows (:class:`LabelTokens`).
 """
 
 from __future__ import annotations
@@ -432,10 +432,10 @@ class MatchingRecipe:
         """A file-name tag naming every field: ``matching-<tag>.json`` beside the dual run's best.pt."""
         neg = {"hardest": f"hardest{self.n_sampled}", "listwise": f"listwise{self.n_sampled + 1}"}.get(
             self.negatives, f"sampled{self.n_sampled}-t{self.temperature:g}-random{self.n_random}")
-        extra = "".join(f"-{name}" for name, on in (("residual", self.residual), ("projected", self.tokens ==
-                        "projected"), ("labels", self.tokens == "labels"), ("cross", self.cross),
-                        ("joint", self.joint), ("best", self.keep_best),
-                        ("skipmissed", self.missed == "skip")) if on)
+        flags = {"residual": self.residual, "projected": self.tokens == "projected",
+                 "labels": self.tokens == "labels", "cross": self.cross, "joint": self.joint,
+                 "best": self.keep_best, "skipmissed": self.missed == "skip"}
+        extra = "".join(f"-{name}" for name, on in flags.items() if on)
         return f"{neg}-{self.pool}-e{self.epochs}-lr{self.lr:g}-l{self.layers}h{self.heads}{extra}"
 
     def summary_path(self, run_dir: str | Path) -> Path:
@@ -478,7 +478,7 @@ class MatchingResult:
     k, weight: the depth and fusion weight chosen on validation; dual / reranked: test t2v metrics before and
     after; per_k: for every k of the grid, its own validation-chosen weight, validation and test R@1 (and test
     R@5/R@10); r1_gain: points of test R@1; curve: per epoch, the training BCE and the validation R@1 of the
-    head alone (k = 10, w = 1) on a fixed subset of validation queries, with the dual R@1 on the same subset;
+    head alone (k = 10, w = 1) on the validation queries (or a fixed subset), with the dual R@1 on the same;
     seconds per query, measured in turns in one run: the dual encoder's query (encode, score the pre-encoded
     gallery, top 10) and the k head passes at every k (``rerank_seconds_by_k``); train_seconds: the head's
     training, the frozen dual encoder's forward passes included; test_ranks: each test query's 0-based
