@@ -30,6 +30,7 @@ from ..extensions.matching import (
     train_joint,
     train_matching,
 )
+from . import ROOT
 from .ablate import markdown_table
 from .beyond import system_config
 from .shipped import install_extra
@@ -65,8 +66,6 @@ def reranker_summary(recipe: MatchingRecipe, seed: int, profile: str = "tutorial
                      root: str | Path | None = None) -> dict[str, Any]:
     """The summary ``matching-<tag>.json`` beside the seed's plain T2VLAD run (shipped, or trained here: the
     dual run first when its weights are missing; a joint recipe trains its own dual encoder)."""
-    from . import ROOT
-
     cfg = system_config("T2VLAD", seed, profile, root or ROOT)
     ensure_trained(cfg, None, progress=False, need_model=False)
     path = recipe.summary_path(cfg.run_dir())
