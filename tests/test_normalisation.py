@@ -272,7 +272,7 @@ def test_normalisation_table_on_the_sample(tmp_path, monkeypatch):
     for key in ("R1", "R5", "R10", "MedR"):
         assert table.loc["plain", key] == plain[f"t2v_{key}"]
     assert table["queries_changed"].tolist()[:2] == [0.0, 100.0]
-    assert table[["hub_skew", "anti_hubs"]].notna().all().all()
+    assert table[["hub_skew", "anti_hubs (%)"]].notna().all().all()
     assert list(normalisation_table(run, split="val").index) == list(table.index)
     with pytest.raises(ValueError, match="split"):
         normalisation_table(run, split="train")

@@ -48,12 +48,12 @@ _SKIP = dataclasses.replace(LISTWISE, missed="skip")
 _LONG = dataclasses.replace(_SKIP, lr=2e-3, epochs=12)
 _LISTWISE = {  # softmax cross-entropy over the dual encoder's top 10
     "5. listwise on the dual's top 10": (LISTWISE, (0,)),
-    "6. as 5, projected tokens": (dataclasses.replace(LISTWISE, tokens="projected"), (0,)),
+    "6. as 5, tokens before self-attention": (dataclasses.replace(LISTWISE, tokens="projected"), (0,)),
     "7. as 5, cross-attention": (dataclasses.replace(LISTWISE, cross=True), (0,)),
     "8. as 5, trained jointly (CLIP2TV)": (dataclasses.replace(LISTWISE, pool="batch", joint=True, epochs=15,
                                                                keep_best=False), (0,)),
     "9. as 5, true labels as video tokens": (dataclasses.replace(LISTWISE, tokens="labels"), (0,)),
-    "10. as 5, missed lists left out": (_SKIP, (0, 1, 2)),
+    "10. as 5, missed captions left out": (_SKIP, (0, 1, 2)),
     "11. as 10, true labels as video tokens": (dataclasses.replace(_SKIP, tokens="labels"), (0,)),
     "12. as 10, 4x the lr, 12 epochs": (_LONG, (0,)),
     "13. as 12, true labels as video tokens": (dataclasses.replace(_LONG, tokens="labels"), (0,)),

@@ -198,7 +198,7 @@ def normalisation_table(run: Any, split: str = "test", dsl_temperature: float = 
 
     Rows: "plain" (the model's own scores), "dual softmax", "QB-Norm". Columns: ``scores`` ("plain" or
     "normalised at inference": keep the two kinds apart, never in the run's results table), ``needs``
-    (what the normalisation uses), t2v R1 / R5 / R10 (%) / MedR, ``hub_skew`` and ``anti_hubs`` (%) of
+    (what the normalisation uses), t2v R1 / R5 / R10 (%) / MedR, ``hub_skew`` and ``anti_hubs (%)`` of
     that row's matrix at ``hub_k`` (the plain row gives the plain matrix's), and ``queries_changed`` (%).
 
     Every video and caption is encoded once. The query bank is the *training* split's captions
@@ -235,7 +235,7 @@ def normalisation_table(run: Any, split: str = "test", dsl_temperature: float = 
         changed = (scores != sims.double()).any(dim=1).double().mean().item()
         rows[name] = {
             "scores": kind, "needs": needs, **{k: m[f"t2v_{k}"] for k in ("R1", "R5", "R10", "MedR")},
-            "hub_skew": hub.skew, "anti_hubs": 100 * hub.anti_hubs, "queries_changed": 100 * changed,
+            "hub_skew": hub.skew, "anti_hubs (%)": 100 * hub.anti_hubs, "queries_changed": 100 * changed,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = f"t2v, {split} split"
