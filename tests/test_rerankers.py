@@ -9,7 +9,7 @@ import pytest
 from t2vlad_lib.core.stats import paired_verdict, seed_verdict
 from t2vlad_lib.course import rerankers
 from t2vlad_lib.course.readme import tables
-from t2vlad_lib.extensions.matching import LISTWISE, RECIPE
+from t2vlad_lib.extensions.matching import LISTWISE, PAIRWISE
 
 
 def fake_summary(seed, plain_r1, reranked_r1, ranks=True, joint=False):
@@ -28,12 +28,12 @@ def fake_summary(seed, plain_r1, reranked_r1, ranks=True, joint=False):
 
 def test_table_and_verdicts_from_summaries(tmp_path, monkeypatch):
     joint = dataclasses.replace(LISTWISE, pool="batch", joint=True)
-    stored = {(RECIPE, 0): fake_summary(0, 34.8, 34.2, ranks=False),
-              (RECIPE, 1): fake_summary(1, 35.1, 35.5, ranks=False),
+    stored = {(PAIRWISE, 0): fake_summary(0, 34.8, 34.2, ranks=False),
+              (PAIRWISE, 1): fake_summary(1, 35.1, 35.5, ranks=False),
               (LISTWISE, 0): fake_summary(0, 34.8, 36.0), (LISTWISE, 1): fake_summary(1, 35.1, 36.6),
               (joint, 0): fake_summary(0, 34.8, 33.0, joint=True)}
     monkeypatch.setattr(rerankers, "reranker_summary", lambda recipe, seed, *a: stored[recipe, seed])
-    recipes = {"pairwise": (RECIPE, (0, 1)), "listwise": (LISTWISE, (0, 1)), "joint": (joint, (0,))}
+    recipes = {"pairwise": (PAIRWISE, (0, 1)), "listwise": (LISTWISE, (0, 1)), "joint": (joint, (0,))}
     table, verdicts = rerankers.reranker_results(recipes)
     row = table.loc[("listwise", 1)]
     assert row["val R@1: dual"] == pytest.approx(30.05) and row["head alone"] == pytest.approx(40.1)

@@ -25,6 +25,7 @@ from ..engine.train import ensure_trained
 from ..extensions.matching import (
     FIRST_RECIPE,
     LISTWISE,
+    PAIRWISE,
     RECIPE,
     MatchingRecipe,
     train_joint,
@@ -39,13 +40,13 @@ __all__ = ["RERANKERS", "reranker_summary", "reranker_results", "write_rerankers
 
 _PAIRWISE = {  # binary cross-entropy on (positive, negative) pairs
     "1. hardest in the batch": (FIRST_RECIPE, (0,)),
-    "2. sampled in the batch + random": (dataclasses.replace(RECIPE, pool="batch", epochs=20, residual=False),
-                                         (0,)),
-    "3. sampled in the gallery + random": (dataclasses.replace(RECIPE, residual=False), (0,)),
-    "4. as 3, residual head": (RECIPE, (0, 1, 2)),
+    "2. sampled in the batch + random": (
+        dataclasses.replace(PAIRWISE, pool="batch", epochs=20, residual=False), (0,)),
+    "3. sampled in the gallery + random": (dataclasses.replace(PAIRWISE, residual=False), (0,)),
+    "4. as 3, residual head": (PAIRWISE, (0, 1, 2)),
 }
 _SKIP = dataclasses.replace(LISTWISE, missed="skip")
-_LONG = dataclasses.replace(_SKIP, lr=2e-3, epochs=12)
+_LONG = RECIPE  # the library's default: as _SKIP with lr 2e-3 for 12 epochs
 _LISTWISE = {  # softmax cross-entropy over the dual encoder's top 10
     "5. listwise on the dual's top 10": (LISTWISE, (0,)),
     "6. as 5, tokens before self-attention": (dataclasses.replace(LISTWISE, tokens="projected"), (0,)),
@@ -55,7 +56,7 @@ _LISTWISE = {  # softmax cross-entropy over the dual encoder's top 10
     "9. as 5, true labels as video tokens": (dataclasses.replace(LISTWISE, tokens="labels"), (0,)),
     "10. as 5, missed captions left out": (_SKIP, (0, 1, 2)),
     "11. as 10, true labels as video tokens": (dataclasses.replace(_SKIP, tokens="labels"), (0,)),
-    "12. as 10, 4x the lr, 12 epochs": (_LONG, (0,)),
+    "12. as 10, 4x the lr, 12 epochs": (_LONG, (0, 1, 2)),
     "13. as 12, true labels as video tokens": (dataclasses.replace(_LONG, tokens="labels"), (0,)),
 }
 # name -> (recipe, seeds); 9 is the diagnostic: the same head on what each token truly shows
