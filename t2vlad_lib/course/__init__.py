@@ -2,10 +2,10 @@
 gives them ``train_or_load`` / ``ensure_trained`` with the shipped runs registered as a source (``shipped``).
 
 Submodules: ``ablate`` (the paper's ablations and their verdicts), ``beyond`` (notebook 10's comparison),
-``rerankers`` (notebook 11's re-rankers over seeds),
-``figures`` (notebook 00's course map), ``shipped`` (runs shipped in the repository), ``style`` (the one
-figure style), ``checks`` (the exercises' checks), and the two builders of ``docs/teaching.md``: ``website``
-(``make site``) and ``student`` (``make student``, the student edition).
+``rerankers`` (notebook 11's re-rankers over seeds), ``figures`` (notebook 00's course map), ``shipped`` (runs
+shipped in the repository), ``style`` (the one figure style), ``checks`` (the exercises' checks), and the two
+builders of ``docs/teaching.md``: ``website`` (``make site``) and ``student`` (``make student``, the student
+edition).
 
 Notebook 07 trains the paper's ablations (``ablate.ablate``) in ``runs/ablations/``, notebook 10 its systems
 (``beyond.compare``) in the same root; notebooks 06 and 08 ask for two of the same configs (the full model and
