@@ -76,8 +76,8 @@ def test_a_listwise_step_scores_k_candidates_per_caption_and_trains_the_head():
 
 def test_joint_training_reaches_the_head_and_the_dual_encoder(tmp_path, monkeypatch):
     """CLIP2TV's joint objective on the sample: the listwise term alone sends gradients into the head and into
-    the dual encoder's video and text projections; a 1-epoch ``train_joint`` moves both and writes its
-    summary beside the config's run."""
+    the dual encoder's video and text projections; a 1-epoch joint ``train_matching`` moves both and writes
+    its summary beside the config's run."""
     import json
 
     from helpers import small_run
@@ -87,7 +87,7 @@ def test_joint_training_reaches_the_head_and_the_dual_encoder(tmp_path, monkeypa
     from t2vlad_lib.engine.config import load_config
     from t2vlad_lib.engine.pipeline import prepare
     from t2vlad_lib.engine.runs import build_model
-    from t2vlad_lib.extensions.matching import joint_loss, train_joint
+    from t2vlad_lib.extensions.matching import joint_loss, train_matching
     from t2vlad_lib.model.losses import make_ranking_loss
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
@@ -106,11 +106,11 @@ def test_joint_training_reaches_the_head_and_the_dual_encoder(tmp_path, monkeypa
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in head.out.parameters())
 
     recipe = MatchingRecipe("listwise", "batch", n_sampled=2, n_random=0, epochs=1, layers=1, joint=True)
-    res = train_joint(cfg, recipe, ks=(2, 4), curve_queries=10, data=data, timing_rounds=1)
+    res = train_matching(cfg, None, recipe, ks=(2, 4), curve_queries=10, data=data, timing_rounds=1)
     assert res.path == recipe.summary_path(cfg.run_dir()).with_suffix(".pt") and res.path.exists()
     summary = json.loads(res.path.with_suffix(".json").read_text())
     assert summary["recipe"]["joint"] and len(summary["curve"]) == 1
-    seed_everything(cfg.seed)  # the untrained model train_joint started from: joint training moved it
+    seed_everything(cfg.seed)  # the untrained model joint training started from: joint training moved it
     fresh, ckpt = build_model(cfg, data), load_checkpoint(res.path)
     moved = [k for k, v in fresh.state_dict().items() if not torch.equal(v, ckpt["dual"][k].to(v.dtype))]
     assert any(k.startswith("video_encoder.") for k in moved)

@@ -220,7 +220,7 @@ def test_train_matching_on_the_sample(tmp_path, monkeypatch, sample_run):
     from t2vlad_lib.engine.config import load_config
     from t2vlad_lib.engine.pipeline import prepare
     from t2vlad_lib.extensions.distill import load_teacher
-    from t2vlad_lib.extensions.matching import train_matching
+    from t2vlad_lib.extensions.matching import rerank_test_ranks, train_matching
 
     monkeypatch.setenv("T2VLAD_CACHE", str(tmp_path / "cache"))
     shutil.copytree(sample_run[1].run_dir, tmp_path / "dual")  # the dual encoder: the session's 1-epoch run
@@ -239,6 +239,10 @@ def test_train_matching_on_the_sample(tmp_path, monkeypatch, sample_run):
     assert res.per_k[str(res.k)]["test_t2v_R1"] == res.reranked["t2v_R1"]
     summary = json.loads(res.path.with_suffix(".json").read_text())
     assert len(summary["validation_grid"]) == 2 * 11 and summary["curve"][0]["epoch"] == 1
+    # the saved head and dual encoder give back the per-query ranks the summary kept
+    assert rerank_test_ranks(res.path, data) == res.test_ranks == summary["test_ranks"]
+    ranks = res.test_ranks["reranked"]
+    assert 100 * sum(r == 0 for r in ranks) / len(ranks) == pytest.approx(res.reranked["t2v_R1"])
     teacher = load_teacher(res.path, data)  # the matching head as a distillation teacher
     text, video = data.train_batch(torch.arange(5), torch.Generator().manual_seed(0))
     assert teacher.kind == "matching" and teacher(text, video).shape == (5, 5)

@@ -4,7 +4,7 @@ verdicts against plain T2VLAD, and ``docs/results/rerankers.md`` (whose first ta
     table, verdicts = reranker_results()     # RERANKERS on the tutorial profile
 
 Every recipe re-ranks the test top-k of the same seed's ``tutorial`` T2VLAD (frozen), except a joint recipe,
-whose dual encoder trains with its head (``matching.train_joint``); "T2VLAD" is always the plain run. A
+whose dual encoder trains with its head (``matching.train_matching``); "T2VLAD" is always the plain run. A
 verdict pairs each seed's re-ranked ranks with that seed's plain T2VLAD ranks over the same test queries
 (paired bootstrap) when the summaries kept them, else it falls back on the unpaired interval.
 """
@@ -28,7 +28,6 @@ from ..extensions.matching import (
     PAIRWISE,
     RECIPE,
     MatchingRecipe,
-    train_joint,
     train_matching,
 )
 from . import ROOT
@@ -71,10 +70,8 @@ def reranker_summary(recipe: MatchingRecipe, seed: int, profile: str = "tutorial
     path = recipe.summary_path(cfg.run_dir())
     if not path.exists() and not install_extra(cfg, path.name):  # a run installed before it was shipped
         ensure_trained(cfg, None, progress=False)
-        if recipe.joint:
-            train_joint(cfg, recipe, out=path.with_suffix(".pt"))
-        else:
-            train_matching(cfg, cfg.run_dir() / "best.pt", recipe, out=path.with_suffix(".pt"))
+        dual = None if recipe.joint else cfg.run_dir() / "best.pt"  # a joint recipe trains its own
+        train_matching(cfg, dual, recipe, out=path.with_suffix(".pt"))
     return {**json.loads(path.read_text()), "plain": read_results(cfg.run_dir())["test"]}
 
 

@@ -148,7 +148,7 @@ def optimizer_and_loss(
 ) -> tuple[torch.optim.Optimizer, Callable]:
     """What :func:`train` optimises with: the config's optimiser over the model's trainable parameters (a
     fine-tuned text encoder at ``text.lr``) and its ranking loss, sims (B, B) -> scalar. extra_groups: more
-    parameter groups trained alongside (e.g. a matching head trained jointly: ``matching.train_joint``)."""
+    parameter groups trained alongside (e.g. a matching head trained jointly: ``matching.train_matching``)."""
     groups = _param_groups(model, cfg) + list(extra_groups)
     optimizer = make_optimizer(groups, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
     return optimizer, make_ranking_loss(cfg.loss.name, cfg.loss.margin, cfg.loss.temperature)

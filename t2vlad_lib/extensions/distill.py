@@ -30,7 +30,7 @@ from ..core.checkpoint import CheckpointError, load_checkpoint
 from ..engine.config import from_dict
 from ..engine.runs import build_model, load_weights, recorded_data
 from ..engine.train import register_loss_terms
-from .matching import MatchingHead, all_pair_logits, text_side, video_side
+from .matching import all_pair_logits, load_matching, text_side, video_side
 
 __all__ = [
     "similarity_distillation_loss", "SimilarityTeacher", "DistillationTerm", "load_teacher", "config_terms",
@@ -120,13 +120,12 @@ def load_teacher(path: str | Path, data, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"distillation teacher {path}: its head reads the {tokens!r} video tokens; a "
                               "teacher's head must read the dual encoder's contextual tokens")
     try:
-        cfg = from_dict(ckpt["dual_config"] if matching else ckpt["config"])
-        dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy
-        load_weights(dual, ckpt["dual"] if matching else ckpt["model"], path, cfg)
-        head = None
         if matching:
-            head = MatchingHead(**ckpt["head_config"])
-            head.load_state_dict(ckpt["head"])
+            dual, head = load_matching(ckpt, path, data)
+        else:
+            cfg, head = from_dict(ckpt["config"]), None
+            dual = build_model(cfg, data)  # a fine-tuned text encoder: the teacher gets its own copy
+            load_weights(dual, ckpt["model"], path, cfg)
     except (KeyError, TypeError, RuntimeError) as err:  # a head or payload of another kind than ours
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise CheckpointError(f"distillation teacher {path} is not a teacher this version can load "

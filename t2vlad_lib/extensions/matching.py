@@ -8,21 +8,21 @@ N_g gallery videos, k re-ranked candidates per query, s a pair's dual similarity
         --> pre-LN transformer (masked) --> Linear(D -> 1) on [MATCH] (+ a * s: a residual head) = logit
     (or cross-attention: [MATCH] and the words attend to each other, then to the video tokens)
 
-The tokens are the frozen dual encoder's own: T2VLAD's projected text tokens and its contextual video
-tokens (or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`train_matching`, a
+The tokens are the frozen dual encoder's own: T2VLAD's projected text tokens and its contextual video tokens
+(or a baseline's, ``text_tokens`` / ``video_tokens``). Training (:func:`train_matching`, a
 :class:`MatchingRecipe`): binary cross-entropy, label 1 on each positive pair and 0 on its negatives, drawn
 per text and per video in proportion to softmax(s / t) over the batch or the whole training gallery, plus
 uniform ones (or the hardest in the batch: the first recipe); or *listwise*, on the task the head faces at
 test time: each caption's top-k training videos under the frozen dual encoder (its positive put in when the
-dual misses it, or the caption left out) scored together, softmax cross-entropy with the positive as the
-class (localized contrastive estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the
-dual encoder ranks the whole gallery, the head scores only the top-k of each query, and the top-k are
-reordered by a fusion of the two scores whose weight, like k, is chosen on the validation split; items beyond
-k keep the dual order. Cost per query: k head passes. CLIP2TV trains its head jointly with the dual encoder:
-here :func:`train_joint` does (listwise, candidates from each batch's similarities), :func:`train_matching`
-trains it after the dual encoder, on the frozen one. What the head reads of a video (:func:`token_sides`):
-T2VLAD's contextual tokens, its per-expert projected tokens before self-attention, or, as a diagnostic on
-DigitClips, the true labels of what each token shows (:class:`LabelTokens`).
+dual misses it, or the caption left out) scored together, softmax cross-entropy with the positive as the class
+(localized contrastive estimation, Gao, Dai and Callan, ECIR 2021). Inference (``rerank.py``): the dual
+encoder ranks the whole gallery, the head scores only the top-k of each query, and the top-k are reordered by
+a fusion of the two scores whose weight, like k, is chosen on the validation split; items beyond k keep the
+dual order. Cost per query: k head passes. CLIP2TV trains its head jointly with the dual encoder:
+:func:`train_matching` does so with a joint recipe (listwise, candidates from each batch's similarities), and
+otherwise trains it after the dual encoder, on the frozen one. What the head reads of a video
+(:func:`token_sides`): T2VLAD's contextual tokens, its per-expert projected tokens before self-attention, or,
+as a diagnostic on DigitClips, the true labels of what each token shows (:class:`LabelTokens`).
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ __all__ = [
     "PAIRWISE",
     "LISTWISE",
     "train_matching",
-    "train_joint",
     "MatchingResult",
     "test_ranks",
+    "load_matching",
     "rerank_test_ranks",
 ]
 
@@ -341,17 +341,21 @@ def listwise_candidates(sims: Tensor, positives: Tensor, k: int) -> tuple[Tensor
     if sims.ndim != 2 or positives.shape != sims.shape[:1] or not 2 <= k <= sims.shape[1]:
         raise ValueError(f"listwise_candidates: sims {tuple(sims.shape)}, positives "
                          f"{tuple(positives.shape)}, k={k}: expected (B, N), (B,) columns and 2 <= k <= N")
-    top = sims.detach().float().argsort(dim=1, descending=True, stable=True)[:, :k].clone()
+    top = _top_k(sims, k).clone()
     missed = ~(top == positives[:, None]).any(1)
     top[missed, -1] = positives[missed]
     return top, (top == positives[:, None]).int().argmax(1)
 
 
+def _top_k(sims: Tensor, k: int) -> Tensor:
+    """(B, N) -> (B, k): each row's k most similar columns, in order (stable: ties keep the column order)."""
+    return sims.detach().float().argsort(dim=1, descending=True, stable=True)[:, :k]
+
+
 def in_top_k(sims: Tensor, positives: Tensor, k: int) -> Tensor:
     """(B,) bool: row i's positive column is among its k most similar (stable order, as
     :func:`listwise_candidates`)."""
-    top = sims.detach().float().argsort(dim=1, descending=True, stable=True)[:, :k]
-    return (top == positives[:, None]).any(1)
+    return (_top_k(sims, k) == positives[:, None]).any(1)
 
 
 def listwise_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -366,25 +370,25 @@ class MatchingRecipe:
 
     negatives: "sampled" draws, per text and per video of a batch, ``n_sampled`` negatives with probability
     proportional to softmax(s / temperature) of the frozen dual similarities (ALBEF / BLIP) plus ``n_random``
-    uniform ones; "hardest" takes the ``n_sampled`` most similar (the first recipe of notebook 10, kept for
+    uniform ones; "hardest" takes the ``n_sampled`` most similar (the first recipe of notebook 11, kept for
     the comparison); "listwise" scores each caption's top ``n_sampled + 1`` training videos under the dual
-    encoder together (:func:`listwise_candidates`, :func:`listwise_loss`; gallery pool, no random ones).
-    pool: where negatives come from: "batch" (the other pairs of the batch, as ALBEF) or
-    "gallery" (every training video for a caption, every training caption for a video: the frozen dual
-    encoder scores the whole training split once, so a caption meets the near misses it will meet in a
-    test top-k of 1,000 videos, not only those among 63 others). AdamW at ``lr`` for ``epochs`` epochs,
-    cosine-decayed to zero; head of ``layers`` x ``heads``; residual: the head's logit adds a learned multiple
-    of the pair's dual similarity (:class:`MatchingHead`). tokens: what the head reads of a video
-    (:func:`token_sides`: "contextual", "projected" or the true "labels"); cross: cross-attention from the
-    words to the video tokens instead of one joint self-attention. joint: CLIP2TV's design
-    (:func:`train_joint`): the dual encoder trains from scratch with the head, ranking loss plus the listwise
-    loss on candidates mined from the batch's similarities (listwise, batch pool; ``epochs`` is the dual
-    encoder's schedule and the head shares its optimiser). keep_best: keep the epoch whose head alone ranks
-    the validation queries' top 10 best (the learning curve's R@1; with a joint recipe, the dual encoder of
-    that epoch too) instead of the last. missed: a listwise caption whose positive the dual encoder's top k
-    misses gets it in place of the k-th candidate ("insert") or is left out of the loss ("skip": at test time
-    a re-ranker never sees such a list, and a residual head could learn that the candidate with the
-    outlying dual score is the inserted positive)."""
+    encoder together (:func:`listwise_candidates`, :func:`listwise_loss`; no random ones). pool:
+    where negatives come from: "batch" (the other pairs of the batch, as ALBEF) or "gallery" (every training
+    video for a caption, every training caption for a video: the frozen dual encoder scores the whole training
+    split once, so a caption meets the near misses it will meet in a test top-k of 1,000 videos, not only
+    those among 63 others). AdamW at ``lr`` for ``epochs`` epochs, cosine-decayed to zero; head of ``layers``
+    x ``heads``; residual: the head's logit adds a learned multiple of the pair's dual similarity
+    (:class:`MatchingHead`). tokens: what the head reads of a video (:func:`token_sides`: "contextual",
+    "projected" or the true "labels"); cross: cross-attention from the words to the video tokens instead of
+    one joint self-attention. joint: CLIP2TV's design (:func:`train_matching` without a checkpoint): the dual
+    encoder trains from scratch with the head, ranking loss plus the listwise loss on candidates mined from
+    the batch's similarities (listwise, batch pool; ``epochs`` is the dual encoder's schedule and the head
+    shares its optimiser). keep_best: keep the epoch whose head alone ranks the validation queries' top 10
+    best (the learning curve's R@1; with a joint recipe, the dual encoder of that epoch too) instead of the
+    last. missed: a listwise caption whose positive the dual encoder's top k misses gets it in place of the
+    k-th candidate ("insert") or is left out of the loss ("skip": at test time a re-ranker never sees such a
+    list, and a residual head could learn that the candidate with the outlying dual score is the inserted
+    positive)."""
 
     negatives: str = "sampled"
     pool: str = "gallery"
@@ -541,16 +545,9 @@ def _new_head(dual: nn.Module, recipe: MatchingRecipe, sides) -> MatchingHead:
                         cross=recipe.cross, label_vocab=vocab)
 
 
-def _validation_split(cfg, data):
-    if data.val is None:
-        raise ValueError(f"train_matching: {cfg.run_dir()}: k and the fusion weight are chosen on the "
-                         "validation split, and this config has none")
-    return data.val
-
-
 def train_matching(
     cfg,
-    dual_checkpoint: str | Path,
+    dual_checkpoint: str | Path | None,
     recipe: MatchingRecipe = RECIPE,
     *,
     ks: tuple[int, ...] = KS,
@@ -561,25 +558,46 @@ def train_matching(
     out: str | Path | None = None,
     progress: bool = False,
 ) -> MatchingResult:
-    """Train a :class:`MatchingHead` on a frozen dual encoder, choose k and the fusion weight on validation,
-    re-rank the test split with them (``rerank.py``), and time a query.
+    """Train a :class:`MatchingHead` (on a frozen dual encoder, or with it: a joint recipe), choose k and the
+    fusion weight on validation, re-rank the test split with them (``rerank.py``), and time a query.
 
     Args:
-        cfg: the TrainConfig whose data/batch size/seed to use (usually the dual run's).
-        dual_checkpoint: the trainer's ``best.pt`` (its own config rebuilds the dual encoder).
-        recipe: negatives, epochs, lr, head size, tokens (a joint recipe: :func:`train_joint`).
+        cfg: the TrainConfig whose data/batch size/seed to use (the dual run's; a joint recipe trains
+            its model from scratch).
+        dual_checkpoint: the trainer's ``best.pt`` (its own config rebuilds the dual encoder); None for a
+            joint recipe (:func:`_fit_joint`).
+        recipe: negatives, epochs, lr, head size, tokens, joint.
         ks, weights: the validation grid of (k, w).
         curve_queries: validation queries of the learning curve (a fixed random subset; None: all).
         data: a ``Prepared`` to reuse. out: checkpoint path (default ``matching-<recipe.tag>.pt`` beside the
-            dual's); its summary goes to the same name with ``.json``.
+            dual's, or in ``cfg``'s run directory for a joint recipe, beside the plain run it is compared
+            with); its summary goes to the same name with ``.json``.
     """
-    if recipe.joint:
-        raise ValueError("train_matching: a joint recipe trains its dual encoder too: use train_joint")
+    if recipe.joint != (dual_checkpoint is None):
+        raise ValueError("train_matching: a joint recipe trains its own dual encoder (dual_checkpoint=None); "
+                         "any other recipe re-ranks a trained one (give its best.pt)")
     seed_everything(cfg.seed)
     data = data or prepare(cfg, verbose=progress)
-    val = _validation_split(cfg, data)
-    # the dual encoder is frozen here; a fine-tuned text encoder is the model's own copy (build_model),
-    # so freezing it leaves the one inside ``data`` untouched
+    if data.val is None:
+        raise ValueError(f"train_matching: {cfg.run_dir()}: k and the fusion weight are chosen on the "
+                         "validation split, and this config has none")
+    if recipe.joint:
+        dual, head, sides, curve, state, payload = _fit_joint(cfg, recipe, data, curve_queries, progress)
+        home = cfg.run_dir()
+    else:
+        dual, head, sides, curve, state, payload = _fit_frozen(cfg, dual_checkpoint, recipe, data,
+                                                               curve_queries, progress)
+        home = Path(dual_checkpoint).parent
+    out = Path(out) if out is not None else recipe.summary_path(home).with_suffix(".pt")
+    return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
+                            sum(row["epoch_seconds"] for row in state.history), out, payload)
+
+
+def _fit_frozen(cfg, dual_checkpoint, recipe: MatchingRecipe, data, curve_queries, progress):
+    """The head trained on the frozen dual encoder of ``dual_checkpoint``: (dual, head, sides, learning
+    curve, fit state, the dual's checkpoint payload)."""
+    # a fine-tuned text encoder is the model's own copy (build_model), so freezing it leaves the one inside
+    # ``data`` untouched
     loaded = load_run(dual_checkpoint, data=data)
     dual = loaded.model.eval().requires_grad_(False)
     dev = next(dual.parameters()).device
@@ -587,19 +605,16 @@ def train_matching(
     head = _new_head(dual, recipe, sides).to(dev)
     steps = sum(1 for _ in data.epoch_batches(0, cfg.seed + 7, cfg.batch_size))  # per epoch
     opt, sched = _head_optimizer(head, recipe, steps)
-    _, val_sims = evaluate(dual, val, cfg.eval_batch_size, return_sims=True)
-    val_scorer = _Scorer(head, sides, val, val_sims, cfg.eval_batch_size, dev)
+    _, val_sims = evaluate(dual, data.val, cfg.eval_batch_size, return_sims=True)
+    val_scorer = _Scorer(head, sides, data.val, val_sims, cfg.eval_batch_size, dev)
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    curve = _LearningCurve(lambda: (val_scorer, val_sims), val.query_masks, curve_queries, gen, progress,
+    curve = _LearningCurve(lambda: (val_scorer, val_sims), data.val.query_masks, curve_queries, gen, progress,
                            head if recipe.keep_best else None)
     batches = _pair_batches(dual, sides, data, cfg, recipe.pool, gen, dev)
     state = fit(head, opt, batches, _pair_loss(head, recipe, gen, dev), recipe.epochs,
                 callbacks=[_EveryStep(sched.step), curve])
     curve.restore_best()
-    if out is None:
-        out = recipe.summary_path(Path(dual_checkpoint).parent).with_suffix(".pt")
-    return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
-                            sum(row["epoch_seconds"] for row in state.history), Path(out), loaded.payload)
+    return dual, head, sides, curve, state, loaded.payload
 
 
 def joint_loss(dual: nn.Module, head: MatchingHead, text: TextBatch, video: VideoBatch, rank_loss: Callable,
@@ -620,29 +635,11 @@ def joint_loss(dual: nn.Module, head: MatchingHead, text: TextBatch, video: Vide
     return rank + match, rank, match
 
 
-def train_joint(
-    cfg,
-    recipe: MatchingRecipe,
-    *,
-    ks: tuple[int, ...] = KS,
-    weights: tuple[float, ...] = FUSION_WEIGHTS,
-    curve_queries: int | None = None,
-    timing_rounds: int = 3,
-    data=None,
-    out: str | Path | None = None,
-    progress: bool = False,
-) -> MatchingResult:
-    """Train a dual encoder (``cfg``'s model, from scratch) and a matching head together (:func:`joint_loss`,
-    ``recipe.joint``), for ``recipe.epochs`` epochs with the config's optimiser and schedule (the head is one
-    more parameter group, at ``recipe.lr``); then, like :func:`train_matching`, choose k and w on validation,
-    re-rank the test split and time a query. Both are taken at the last epoch (no per-epoch selection).
-    out: default ``matching-<recipe.tag>.pt`` in ``cfg``'s run directory (beside the plain dual run of the
-    same config it is compared with); the summary's "dual" metrics are the jointly trained dual encoder's."""
-    if not recipe.joint:
-        raise ValueError("train_joint: give a joint recipe (MatchingRecipe(..., joint=True))")
-    seed_everything(cfg.seed)
-    data = data or prepare(cfg, verbose=progress)
-    val = _validation_split(cfg, data)
+def _fit_joint(cfg, recipe: MatchingRecipe, data, curve_queries, progress):
+    """A dual encoder (``cfg``'s model, from scratch) and the head trained together (:func:`joint_loss`) for
+    ``recipe.epochs`` epochs with the config's optimiser and schedule, the head one more parameter group at
+    ``recipe.lr``; both taken at the last epoch (or, with ``keep_best``, at the best one). Returns what
+    :func:`_fit_frozen` does, the payload built from the trained dual encoder."""
     seed_everything(cfg.seed)
     dev = get_device(cfg.device)
     dual = build_model(cfg, data).to(dev)
@@ -658,20 +655,17 @@ def train_joint(
 
     def current():  # the validation scorer of the current dual encoder and head
         with eval_mode(both):
-            _, sims = evaluate(dual, val, cfg.eval_batch_size, return_sims=True)
-            return _Scorer(head, sides, val, sims, cfg.eval_batch_size, dev), sims
+            _, sims = evaluate(dual, data.val, cfg.eval_batch_size, return_sims=True)
+            return _Scorer(head, sides, data.val, sims, cfg.eval_batch_size, dev), sims
 
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    curve = _LearningCurve(current, val.query_masks, curve_queries, gen, progress,
+    curve = _LearningCurve(current, data.val.query_masks, curve_queries, gen, progress,
                            both if recipe.keep_best else None)
     state = fit(both, opt, lambda e: data.epoch_batches(e, cfg.seed, cfg.batch_size), step_loss,
                 recipe.epochs, scheduler=sched, grad_clip=cfg.optim.grad_clip, callbacks=[curve])
     curve.restore_best()
     dual.eval().requires_grad_(False)
-    out = Path(out) if out is not None else recipe.summary_path(cfg.run_dir()).with_suffix(".pt")
-    return _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve.rows,
-                            sum(row["epoch_seconds"] for row in state.history), out,
-                            {"config": cfg.to_dict(), "model": dual.state_dict()})
+    return dual, head, sides, curve, state, {"config": cfg.to_dict(), "model": dual.state_dict()}
 
 
 def _choose_and_test(dual, head, sides, data, cfg, recipe, ks, weights, timing_rounds, curve_rows,
@@ -859,21 +853,28 @@ def test_ranks(sims: Tensor, order: Tensor, logits: Tensor, query_masks: Tensor,
             "reranked": t2v_ranks(scores, query_masks).tolist()}
 
 
+def load_matching(ckpt: dict[str, Any], path: str | Path, data) -> tuple[nn.Module, MatchingHead]:
+    """The dual encoder (built for ``data``) and the head of a loaded ``matching-<tag>.pt`` payload (``path``
+    names it in errors)."""
+    cfg = from_dict(ckpt["dual_config"])
+    dual = build_model(cfg, data)  # a fine-tuned text encoder: the dual encoder gets its own copy
+    load_weights(dual, ckpt["dual"], path, cfg)
+    head = MatchingHead(**ckpt["head_config"])
+    head.load_state_dict(ckpt["head"])
+    return dual, head
+
+
 def rerank_test_ranks(path: str | Path, data) -> dict[str, list[float]]:
     """:func:`test_ranks` of a saved re-ranker (``matching-<tag>.pt``, with its dual encoder) on ``data``'s
     test split at its chosen k and w: what a summary written before they were kept is missing."""
     ckpt = load_checkpoint(path)
-    cfg = from_dict(ckpt["dual_config"])
-    dual = build_model(cfg, data)
-    load_weights(dual, ckpt["dual"], path, cfg)
+    dual, head = load_matching(ckpt, path, data)
     dual.eval().requires_grad_(False)
-    tokens = ckpt["recipe"].get("tokens", "contextual")
-    sides = token_sides(dual, tokens, data)
-    head = MatchingHead(**ckpt["head_config"])
-    head.load_state_dict(ckpt["head"])
     head.eval()
-    _, sims = evaluate(dual, data.test, cfg.eval_batch_size, return_sims=True)
-    scorer = _Scorer(head, sides, data.test, sims, cfg.eval_batch_size, torch.device("cpu"))
+    sides = token_sides(dual, ckpt["recipe"].get("tokens", "contextual"), data)
+    size = from_dict(ckpt["dual_config"]).eval_batch_size
+    _, sims = evaluate(dual, data.test, size, return_sims=True)
+    scorer = _Scorer(head, sides, data.test, sims, size, torch.device("cpu"))
     order, logits = top_candidates(sims, scorer, ckpt["k"])
     return test_ranks(sims, order, logits, data.test.query_masks, ckpt["k"], ckpt["weight"])
 
